@@ -1,0 +1,175 @@
+"""The typed run configuration. Recipes and ``dotted.key=value`` overrides fill it in
+(``platform.config_loading``); every consumer receives these objects, never raw dicts."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from objectives.base import ObjectiveConfig
+from platform import registry
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        "builtin:smollm2-135m-instruct",
+        description=(
+            "Policy to train: a local directory, a Hugging Face hub id (online only), or a "
+            "builtin name (builtin:tiny-llama, builtin:smollm2-135m-instruct)."
+        ),
+    )
+    reference: str | None = Field(
+        None, description="Reference model, same forms as name; default: the policy itself."
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code from the hub.")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass to save memory."
+    )
+
+
+class DataConfig(Section):
+    train: list[str] = Field(
+        default_factory=lambda: ["builtin:arithmetic"],
+        min_length=1,
+        description=(
+            "Training data: JSONL or Parquet files or directories, or a builtin dataset "
+            "(builtin:arithmetic)."
+        ),
+    )
+    format: Literal["auto", "binary", "paired"] = Field(
+        "auto",
+        description=(
+            "Row format: binary (prompt, completion, label), paired (prompt, chosen, "
+            "rejected), or auto (decided from the columns)."
+        ),
+    )
+    balance: Literal["oversample", "none"] = Field(
+        "oversample",
+        description="Class balance of binary rows: oversample the minority class, or none.",
+    )
+    max_length: int = Field(2048, gt=0, description="Longest prompt plus completion, tokens.")
+    max_prompt_length: int = Field(1536, gt=0, description="Longest prompt, tokens (kept "
+                                   "from the right: the end of the prompt is kept).")
+    max_completion_length: int = Field(512, gt=0, description="Longest completion, tokens.")
+    on_bad_row: Literal["strict", "skip"] = Field(
+        "strict",
+        description="A malformed row stops the run (strict) or is skipped and counted (skip).",
+    )
+
+    @model_validator(mode="after")
+    def _lengths_fit(self) -> DataConfig:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(
+                f"data.max_prompt_length ({self.max_prompt_length}) must be below "
+                f"data.max_length ({self.max_length}) to leave room for the completion."
+            )
+        return self
+
+
+class TrainConfig(Section):
+    epochs: int = Field(1, ge=1, description="Passes over the balanced training data.")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (default: all epochs)."
+    )
+    micro_batch_size: int = Field(4, ge=1, description="Rows per worker per forward pass.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    seed: int = Field(42, description="Seed of data shuffling, sampling and initialisation.")
+    lr: float = Field(5e-7, gt=0, description="Peak learning rate of AdamW (paper: 5e-7).")
+    lr_schedule: Literal["linear", "constant"] = Field(
+        "linear", description="Linear decay to 0 after warm-up, or constant after warm-up."
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps warming up.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage (0-3).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 on GPUs that support it, fp32 elsewhere."
+    )
+    output_dir: str = Field("outputs", description="Where runs write checkpoints and models.")
+
+
+class ResourcesConfig(Section):
+    num_workers: int | None = Field(
+        None, ge=1, description="Training workers (default: every GPU, else every CPU)."
+    )
+    use_gpu: bool | None = Field(None, description="Train on GPUs (default: if any exist).")
+    cpus_per_worker: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "CPUs reserved per worker (default on CPU clusters: a fraction that leaves one "
+            "CPU to the data stream, which otherwise starves)."
+        ),
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join (default: RAY_ADDRESS, else a new local cluster).",
+    )
+
+
+class TrackingConfig(Section):
+    uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)."
+        ),
+    )
+    experiment: str = Field("bco-platform", min_length=1, description="MLflow experiment.")
+    run_name: str | None = Field(None, description="MLflow run name (default: generated).")
+
+
+class RunConfig(Section):
+    objective: str = Field("bco", description="Registered objective to train with.")
+    loss: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of the objective (e.g. loss.beta=0.1), checked by its own model.",
+    )
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("objective")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        registry.entry_for(name)  # raises with the known names
+        return name
+
+    @model_validator(mode="after")
+    def _loss_options_valid(self) -> RunConfig:
+        problems = registry.validation_problems(self.objective, self.loss)
+        if problems:
+            accepted = sorted(registry.load_class(self.objective).config_cls.model_fields)
+            details = "; ".join(
+                f"loss.{'.'.join(map(str, loc))} = {value!r}: {message}"
+                for loc, message, value in problems
+            )
+            raise ValueError(
+                f"options of objective {self.objective!r} are invalid: {details}. "
+                f"Options accepted by {self.objective!r}: {accepted}."
+            )
+        return self
+
+    def objective_config(self) -> ObjectiveConfig:
+        return registry.build_config(self.objective, self.loss)
+
+
+def flatten(config: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values, e.g. {"train.lr": 5e-07}."""
+    items = config.model_dump() if isinstance(config, BaseModel) else config
+    flat: dict[str, Any] = {}
+    for key, value in items.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat

@@ -1,0 +1,1 @@
+"""Feedback data: reading, validating, tokenizing and balancing rows with Ray Data."""

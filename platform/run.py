@@ -1,0 +1,93 @@
+"""``python -m platform.run objective=bco [recipe=NAME] [dotted.key=value ...]``
+
+Trains with the objective on the recipe's model and data, through Ray Train and
+DeepSpeed, logging to MLflow. With no argument it runs the embedded default: a small
+instruct model and verifiable feedback data built offline on a local Ray cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+USAGE = """usage: python -m platform.run [objective=NAME] [recipe=NAME|FILE.yaml] [key=value ...]
+       python -m platform.run --list-objectives
+       python -m platform.run --help
+
+Keys (key=default  description):
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if any(word in ("-h", "--help") for word in words):
+        from platform.config_loading import available_recipes, help_text
+
+        print(USAGE + help_text() + f"\n\nRecipes: {', '.join(available_recipes())}")
+        return 0
+    if "--list-objectives" in words:
+        return _list_objectives()
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from platform.config_loading import ConfigError, load_config
+
+    try:
+        config = load_config(words)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _train(config)
+
+
+def _train(config) -> int:
+    import yaml
+
+    from platform import tracking
+    from platform.train.launcher import launch
+
+    print("resolved configuration:\n" + yaml.safe_dump(config.model_dump(mode="json"),
+                                                       sort_keys=False), flush=True)
+    try:
+        result = launch(config)
+    except KeyboardInterrupt:
+        print("interrupted; the MLflow run is marked FAILED", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"error: training failed: {_root_message(exc)}", file=sys.stderr)
+        return 1
+    print(f"\nMLflow run id: {result.run_id}")
+    print(f"final policy: {result.model_dir}")
+    print("to compare runs, " + tracking.run_url_hint(result.tracking_uri, result.run_id))
+    return 0
+
+
+def _root_message(exc: BaseException) -> str:
+    """The innermost cause of an error raised through Ray's wrappers."""
+    seen = exc
+    while seen.__cause__ is not None:
+        seen = seen.__cause__
+    return f"{type(seen).__name__}: {seen}"
+
+
+def _list_objectives() -> int:
+    from platform import registry
+
+    try:
+        entries = registry.discover()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name in sorted(entries):
+        entry = entries[name]
+        try:
+            cls = registry.load_class(name)
+            detail = f"{cls.data_shape.value}, reference={'yes' if cls.needs_reference else 'no'}"
+        except (ImportError, TypeError) as exc:
+            detail = f"BROKEN: {exc}"
+        print(f"{name:<10} {entry.target:<36} {entry.distribution} {entry.version}  ({detail})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""DeepSpeed: the config generated from the run config, and the policy engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from platform.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def use_bf16(train: TrainConfig, on_gpu: bool) -> bool:
+    """bf16 where the hardware has it; fp32 on CPUs (bf16 emulation is ~16x slower there)."""
+    if train.precision == "fp32":
+        return False
+    if train.precision == "bf16":
+        return True
+    return on_gpu and torch.cuda.is_bf16_supported()
+
+
+def deepspeed_config(train: TrainConfig, total_steps: int, on_gpu: bool) -> dict[str, Any]:
+    """The DeepSpeed JSON config of a run."""
+    # DeepSpeed needs at least one warm-up step; its first step then runs at lr 0.
+    warmup_steps = max(1, round(train.warmup_ratio * total_steps))
+    schedule: dict[str, Any] = {
+        "warmup_min_lr": 0.0,
+        "warmup_max_lr": train.lr,
+        "warmup_num_steps": warmup_steps,
+        "warmup_type": "linear",
+    }
+    if train.lr_schedule == "linear":
+        scheduler = {"type": "WarmupDecayLR",
+                     "params": {**schedule, "total_num_steps": max(total_steps, 1)}}
+    else:
+        scheduler = {"type": "WarmupLR", "params": schedule}
+    return {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.grad_accum_steps,
+        "gradient_clipping": train.max_grad_norm,
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": use_bf16(train, on_gpu)},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": train.lr,
+                "betas": list(train.adam_betas),
+                "eps": train.adam_eps,
+                "weight_decay": train.weight_decay,
+                # torch's AdamW: DeepSpeed's fused kernels need a compiled op per platform.
+                "torch_adam": True,
+            },
+        },
+        "scheduler": scheduler,
+        "steps_per_print": 10**9,  # progress is logged by the trainer, once per step
+        "wall_clock_breakdown": False,
+    }
+
+
+def prepare_accelerator(on_gpu: bool) -> None:
+    """Select DeepSpeed's accelerator before its first import in this process."""
+    if not on_gpu:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+
+def initialize_policy(model: torch.nn.Module, config: dict[str, Any]):
+    """The policy wrapped by DeepSpeed; returns (engine, lr scheduler)."""
+    import deepspeed
+
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=config,
+        dist_init_required=False,  # Ray Train already formed the process group
+    )
+    return engine, scheduler
+
+
+def gathered_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor]:
+    """The full policy weights; under ZeRO-3 every worker must call this together."""
+    module = engine.module
+    if zero_stage < 3:
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+        return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

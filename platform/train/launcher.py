@@ -1,0 +1,200 @@
+"""The driver side of a training run: Ray, resources, the data stream and ``TorchTrainer``."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from platform import registry
+from platform.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# What a local run does not ship to its workers (the working_dir is the repository).
+WORKING_DIR_EXCLUDES = [".venv/", ".git/", "outputs/", "mlruns/", "mlartifacts/", "mlflow.db",
+                        "**/__pycache__/", "*.egg-info/", ".pytest_cache/", ".ruff_cache/",
+                        "bench/results/"]
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_workers: int
+    use_gpu: bool
+    cpus_per_worker: float
+    torch_threads: int
+
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster the run belongs to, shipping this repository to its workers.
+
+    Ray workers import the standard library ``platform`` before user code runs, so this
+    package reaches them only on their path: the repository goes along as ``working_dir``.
+    A driver started by ``ray job submit --working-dir`` already has one and inherits it.
+    """
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        ray.init(address=address or "auto", log_to_driver=True)
+        return
+    runtime_env = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES,
+                   "env_vars": _forwarded_env()}
+    ray.init(address=address or os.environ.get("RAY_ADDRESS"), runtime_env=runtime_env,
+             log_to_driver=True)
+
+
+def _forwarded_env() -> dict[str, str]:
+    names = ("BCO_PLATFORM_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "MLFLOW_TRACKING_URI",
+             "TOKENIZERS_PARALLELISM", "DS_ACCELERATOR")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def plan_resources(config: RunConfig) -> Resources:
+    """Workers and their CPU share from what the cluster has.
+
+    On a CPU cluster each worker gets a fraction of a CPU so that one CPU always stays free
+    for the Ray Data stream: with every CPU taken by workers, the read tasks never run and
+    the run hangs.
+    """
+    wanted = config.resources
+    cluster = ray.cluster_resources()
+    cpus = int(cluster.get("CPU", 1))
+    gpus = int(cluster.get("GPU", 0))
+    use_gpu = wanted.use_gpu if wanted.use_gpu is not None else gpus > 0
+    if use_gpu and gpus == 0:
+        raise ValueError(
+            "resources.use_gpu=true but the Ray cluster has no GPU "
+            f"(resources: {cluster}). Drop the override or join a cluster with GPUs."
+        )
+    num_workers = wanted.num_workers or (gpus if use_gpu else cpus)
+    if wanted.cpus_per_worker is not None:
+        per_worker = wanted.cpus_per_worker
+    elif use_gpu:
+        per_worker = 1.0
+    else:
+        per_worker = min(1.0, max(cpus - 1, 0.5) / num_workers)
+    torch_threads = max(1, math.floor(cpus / num_workers)) if not use_gpu else 4
+    return Resources(num_workers, use_gpu, round(per_worker, 3), torch_threads)
+
+
+def unique_run_name(config: RunConfig) -> str:
+    """Ray Train silently reloads the results of a run name it has seen: never reuse one."""
+    base = config.tracking.run_name or f"{config.objective}"
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+def objective_traits(name: str):
+    cls = registry.load_class(name)
+    return cls.data_shape, cls.requires_both_labels
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    model_dir: str
+
+
+def launch(config: RunConfig) -> TrainResult:
+    """Train ``config`` end to end; the MLflow run is marked FAILED if anything raises."""
+    from platform import tracking
+    from platform.config import flatten
+    from platform.models.builtin import resolve_model
+
+    uri = tracking.resolve_tracking_uri(config.tracking.uri)
+    name = unique_run_name(config)
+    run_id = tracking.start_run(
+        uri, config.tracking.experiment, name, flatten(config),
+        tags={"objective": config.objective, "model": config.model.name},
+    )
+    logger.info("MLflow run %s (%s) in experiment %r at %s", run_id, name,
+                config.tracking.experiment, uri)
+    try:
+        logger.info("resolving model %s", config.model.name)
+        policy_path = resolve_model(config.model.name)
+        reference_path = resolve_model(config.model.reference or config.model.name)
+        connect(config.resources.ray_address)
+        result = _train(config, uri, run_id, name, policy_path, reference_path)
+    except BaseException as exc:
+        _record_failure(uri, run_id, exc)
+        raise
+    tracking.finish_run(uri, run_id, succeeded=True)
+    return result
+
+
+def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str,
+           reference_path: str) -> TrainResult:
+    import yaml
+    from ray.train import RunConfig as RayRunConfig
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from platform.data.pipeline import build_stream, total_steps
+    from platform.tracking import MetricLogger
+    from platform.train.loop import WorkerJob, train_loop_per_worker
+
+    resources = plan_resources(config)
+    shape, requires_both_labels = objective_traits(config.objective)
+    stream, summary = build_stream(config.data, shape, policy_path, config.train.seed,
+                                   config.objective, requires_both_labels)
+    train = config.train
+    steps = total_steps(summary.train_rows, resources.num_workers, train.micro_batch_size,
+                        train.grad_accum_steps, train.epochs, train.max_steps)
+    run_dir = (Path(train.output_dir).expanduser().resolve() / name)
+    _log_setup(MetricLogger(uri, run_id), config, summary, resources, steps, yaml)
+    logger.info("training %s on %d %s worker(s) (%.2f CPU each) for %d optimizer steps",
+                config.objective, resources.num_workers, "GPU" if resources.use_gpu else "CPU",
+                resources.cpus_per_worker, steps)
+
+    job = WorkerJob(config=config, policy_path=policy_path, reference_path=reference_path,
+                    total_steps=steps, tracking_uri=uri, run_id=run_id, run_dir=str(run_dir),
+                    num_threads=resources.torch_threads, use_gpu=resources.use_gpu)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=ScalingConfig(
+            num_workers=resources.num_workers, use_gpu=resources.use_gpu,
+            resources_per_worker={"CPU": resources.cpus_per_worker},
+        ),
+        torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
+        run_config=RayRunConfig(name=name, storage_path=str(run_dir.parent / "ray")),
+        datasets={"train": stream},
+    )
+    result = trainer.fit()
+    return TrainResult(run_id, uri, dict(result.metrics or {}), str(run_dir / "model"))
+
+
+def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps: int,
+               yaml) -> None:
+    tracker.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                     "config/resolved.yaml")
+    tracker.log({"data/input_rows": summary.input_rows, "data/bad_rows": summary.bad_rows,
+                 "data/pairs": summary.pairs, "data/thumbs_up": summary.binary_up,
+                 "data/thumbs_down": summary.binary_down,
+                 "data/train_rows_per_epoch": summary.train_rows,
+                 "resources/num_workers": resources.num_workers,
+                 "train/total_steps": steps}, step=0)
+    if summary.quarantine:
+        import json
+
+        tracker.log_text(json.dumps(summary.quarantine, indent=1), "data/quarantine.json")
+
+
+def _record_failure(uri: str, run_id: str, exc: BaseException) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from platform import tracking
+
+    try:
+        MlflowClient(uri).set_tag(run_id, "error", f"{type(exc).__name__}: {exc}"[:5000])
+        tracking.finish_run(uri, run_id, succeeded=False)
+    except Exception:  # the original error matters more than a failed bookkeeping call
+        logger.exception("could not mark MLflow run %s as failed", run_id)

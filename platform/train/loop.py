@@ -1,0 +1,220 @@
+"""The training loop that every Ray Train worker runs.
+
+Per micro-batch: pad the shard's rows, score the completions under the policy (DeepSpeed
+engine) and the frozen reference, hand the log-probs to the objective with a reducer over
+all workers, and back-propagate this worker's share of the global loss. Rank 0 sends one
+flat dict of metrics per optimizer step to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from objectives import metrics
+from objectives.base import Objective, ObjectiveOutput
+from platform import registry
+from platform.config import RunConfig
+from platform.data.tokenize import load_tokenizer
+from platform.tracking import MetricLogger
+from platform.train import engine as ds
+from platform.train.batches import ADAPTERS, SequenceBatch
+from platform.train.logps import completion_logps
+from platform.train.reduce import DistributedReducer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker needs, built by the driver and pickled to every worker."""
+
+    config: RunConfig
+    policy_path: str
+    reference_path: str
+    total_steps: int
+    tracking_uri: str
+    run_id: str
+    run_dir: str  # absolute; the final model goes to <run_dir>/model
+    num_threads: int
+    use_gpu: bool
+
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    """Entry point of ``TorchTrainer``; ``loop_config["job"]`` is a :class:`WorkerJob`."""
+    import ray.train
+
+    job: WorkerJob = loop_config["job"]
+    rank = ray.train.get_context().get_world_rank()
+    _configure_logging(rank)
+    ds.prepare_accelerator(job.use_gpu)
+    torch.set_num_threads(job.num_threads)
+    torch.manual_seed(job.config.train.seed)
+
+    worker = WorkerTrainer(job, rank, ray.train.get_dataset_shard("train"))
+    final = worker.fit()
+    worker.save_model()
+    ray.train.report(final)
+
+
+def _configure_logging(rank: int) -> None:
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("platform").setLevel(level)
+    logging.getLogger("objectives").setLevel(level)
+
+
+def load_causal_lm(path: str, trust_remote_code: bool) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
+
+
+class WorkerTrainer:
+    """One worker's policy engine, reference model, objective and data shard."""
+
+    def __init__(self, job: WorkerJob, rank: int, shard) -> None:
+        import ray.train.torch
+
+        self.job, self.rank, self.shard = job, rank, shard
+        self.config = job.config
+        self.device = ray.train.torch.get_device()
+        self.objective: Objective = registry.build(
+            self.config.objective, self.config.objective_config()
+        )
+        self.adapter = ADAPTERS[self.objective.data_shape]
+        self.reducer = DistributedReducer()
+        self.pad_token_id = load_tokenizer(job.policy_path).pad_token_id
+        self.engine, self.scheduler, self.reference = self._build_models()
+        self.tracker = MetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
+        self.global_step = 0
+
+    def _build_models(self):
+        model = self.config.model
+        policy = load_causal_lm(self.job.policy_path, model.trust_remote_code)
+        if model.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+            policy.config.use_cache = False
+        ds_config = ds.deepspeed_config(self.config.train, self.job.total_steps, self.job.use_gpu)
+        engine, scheduler = ds.initialize_policy(policy, ds_config)
+
+        reference = None
+        if self.objective.needs_reference:
+            # TODO(#5): the reference is a full copy on every worker, not ZeRO-3 partitioned.
+            reference = load_causal_lm(self.job.reference_path, model.trust_remote_code)
+            dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
+            reference = reference.to(self.device, dtype).eval().requires_grad_(False)
+        return engine, scheduler, reference
+
+    def fit(self) -> dict[str, float]:
+        """Train until ``total_steps`` optimizer steps; returns the last step's metrics."""
+        train = self.config.train
+        last: dict[str, float] = {}
+        epoch = 0
+        while self.global_step < self.job.total_steps:
+            epoch += 1
+            batches = self.shard.iter_batches(
+                batch_size=train.micro_batch_size, batch_format="numpy", drop_last=True
+            )
+            stepped = self._run_epoch(iter(batches), epoch)
+            if stepped:
+                last = stepped
+            elif self.global_step < self.job.total_steps:
+                raise RuntimeError(
+                    f"epoch {epoch} yielded no complete optimizer step on rank {self.rank}; "
+                    "the data shard is smaller than one global batch."
+                )
+        return last
+
+    def _run_epoch(self, batches, epoch: int) -> dict[str, float]:
+        last: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
+        micro_steps, tokens, started = 0, 0, time.perf_counter()
+        while self.global_step < self.job.total_steps:
+            rows = next(batches, None)
+            # Stop together: a worker whose shard ran out must not leave others in a collective.
+            if not self.reducer.all_true(rows is not None, self.device):
+                break
+            output, num_tokens = self._micro_step(rows)
+            _accumulate(sums, output, self.reducer)
+            micro_steps, tokens = micro_steps + 1, tokens + num_tokens
+            if micro_steps % self.config.train.grad_accum_steps:
+                continue
+            last = self._finish_step(sums, micro_steps, tokens, started, epoch)
+            sums.clear()
+            micro_steps, tokens, started = 0, 0, time.perf_counter()
+        return last
+
+    def _micro_step(self, rows) -> tuple[ObjectiveOutput, int]:
+        sequences, extras = self.adapter.collate(rows, self.pad_token_id)
+        sequences = sequences.to(self.device)
+        policy_logps, lengths = completion_logps(self.engine, sequences)
+        reference_logps = self._reference_logps(sequences)
+
+        inputs = self.adapter.assemble(policy_logps, reference_logps, lengths, extras)
+        output = self.objective(inputs, self.reducer)
+        # The share convention (objectives.base): shares sum to the global loss, and
+        # DeepSpeed averages gradients over workers, so scale back by the world size.
+        self.engine.backward(output.loss * self.reducer.world_size)
+        self.engine.step()
+        return output, sequences.num_tokens
+
+    def _reference_logps(self, sequences: SequenceBatch) -> torch.Tensor | None:
+        if self.reference is None:
+            return None
+        with torch.no_grad():
+            logps, _ = completion_logps(self.reference, sequences)
+        return logps
+
+    def _finish_step(self, sums, micro_steps: int, tokens: int, started: float,
+                     epoch: int) -> dict[str, float]:
+        self.global_step += 1
+        values = {key: float(total) / micro_steps for key, total in sums.items()}
+        elapsed = time.perf_counter() - started
+        global_tokens = float(self.reducer.sum(torch.tensor(float(tokens))))
+        values[metrics.TOKENS_PER_S] = global_tokens / max(elapsed, 1e-9)
+        values[metrics.LEARNING_RATE] = float(self.scheduler.get_last_lr()[0])
+        values[metrics.EPOCH] = float(epoch)
+        grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is not None:
+            values[metrics.GRAD_NORM] = float(grad_norm)
+        if self.tracker is not None:
+            self.tracker.log(values, step=self.global_step)
+            logger.info("step %d/%d %s", self.global_step, self.job.total_steps,
+                        _progress_line(values))
+        return values
+
+    def save_model(self) -> None:
+        """Write the final policy in Hugging Face format and log it to MLflow (rank 0)."""
+        state_dict = ds.gathered_state_dict(self.engine, self.config.train.zero_stage)
+        if self.rank != 0:
+            return
+        model_dir = Path(self.job.run_dir) / "model"
+        self.engine.module.save_pretrained(model_dir, state_dict=state_dict)
+        load_tokenizer(self.job.policy_path).save_pretrained(model_dir)
+        logger.info("saved the policy to %s; logging it to MLflow", model_dir)
+        self.tracker.log_artifacts(str(model_dir), "model")
+
+
+def _accumulate(sums: dict[str, torch.Tensor], output: ObjectiveOutput,
+                reducer: DistributedReducer) -> None:
+    # The loss is a share; its sum over workers is the micro-batch's global loss.
+    sums[metrics.LOSS] = sums[metrics.LOSS] + reducer.sum(output.loss.float()).cpu()
+    for key, value in output.metrics.items():
+        sums[key] = sums[key] + value.detach().float().cpu()
+
+
+_PROGRESS_KEYS = (metrics.LOSS, metrics.REWARDS_UP, metrics.REWARDS_DOWN,
+                  metrics.REWARDS_CHOSEN, metrics.REWARDS_REJECTED, metrics.DELTA,
+                  metrics.Z_REF, metrics.REWARDS_ACCURACY, metrics.TOKENS_PER_S)
+
+
+def _progress_line(values: dict[str, float]) -> str:
+    return " ".join(f"{key}={values[key]:.4g}" for key in _PROGRESS_KEYS if key in values)
