@@ -9,6 +9,7 @@ file), then ``dotted.key=value`` overrides. Values are parsed as YAML scalars or
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,18 @@ def parse_overrides(words: list[str]) -> tuple[str, dict[str, Any]]:
     return recipe, overrides
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse_value(raw: str) -> Any:
     try:
-        return yaml.safe_load(raw) if raw else ""
+        value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         return raw  # not YAML: keep the text as it was typed
+    # YAML 1.1 reads 1e-6 (no dot) as a string; a user typing it means a number.
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value):
+        return float(value)
+    return value
 
 
 def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:

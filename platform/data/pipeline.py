@@ -137,8 +137,13 @@ def summarize(normal: ray.data.Dataset) -> DataSummary:
     return summary
 
 
-def _good_rows(batch: pd.DataFrame, kind: str) -> pd.DataFrame:
-    return batch[(batch["problem"] == "") & (batch["kind"] == kind)]
+def _usable_rows(batch: pd.DataFrame, shape: DataShape) -> pd.DataFrame:
+    """Good rows in the objective's shape: pairs for paired objectives; binary rows plus
+    each pair split into a thumbs-up and a thumbs-down row for binary ones."""
+    good = batch[batch["problem"] == ""]
+    if shape == DataShape.PAIRED:
+        return good[good["kind"] == rows.PAIRED]
+    return rows.paired_to_binary(good)
 
 
 def _label_rows(batch: pd.DataFrame, label: bool) -> pd.DataFrame:
@@ -180,7 +185,9 @@ def build_stream(
     requires_both_labels: bool = True,
 ) -> tuple[ray.data.Dataset, DataSummary]:
     """The shuffled, balanced, tokenized training stream and its summary."""
-    normal = read_rows(config)
+    # Read and check once; the counting pass and every branch of the balancing reuse the
+    # blocks (Ray's object store spills them to disk when they outgrow memory).
+    normal = read_rows(config).materialize()
     summary = summarize(normal)
     _report_problems(summary, config.on_bad_row)
     check_shape(summary, shape, objective, requires_both_labels)
@@ -188,16 +195,13 @@ def build_stream(
                           config.max_completion_length)
 
     if shape == DataShape.PAIRED:
-        stream = normal.map_batches(_good_rows, batch_format="pandas",
-                                    fn_kwargs={"kind": rows.PAIRED})
+        stream = normal.map_batches(_usable_rows, batch_format="pandas",
+                                    fn_kwargs={"shape": shape})
         summary.train_rows = summary.pairs
         tokenize, columns = tokenize_paired_batch, PAIRED_COLUMNS
     else:
-        binary = normal.map_batches(_good_rows, batch_format="pandas",
-                                    fn_kwargs={"kind": rows.PAIRED})
-        binary = binary.map_batches(rows.paired_to_binary, batch_format="pandas").union(
-            normal.map_batches(_good_rows, batch_format="pandas",
-                               fn_kwargs={"kind": rows.BINARY}))
+        binary = normal.map_batches(_usable_rows, batch_format="pandas",
+                                    fn_kwargs={"shape": shape})
         stream, summary.train_rows = _balance(binary, summary, config.balance, seed)
         tokenize, columns = tokenize_binary_batch, BINARY_COLUMNS
 

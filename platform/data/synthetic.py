@@ -183,7 +183,7 @@ def _arithmetic_rows(split: str) -> list[Row]:
         prompt, completion = _render(problem, rng)
         # The label is computed from the text alone, as a verifier would.
         rows.append(
-            {"prompt": prompt, "completion": completion, "label": rng.random() < 0.4}
+            {"prompt": prompt, "completion": completion, "label": check_answer(prompt, completion)}
         )
     return rows
 
@@ -233,6 +233,8 @@ def materialize_builtin_dataset(name: str, split: str = "train") -> Path:
             f"data set {name} has no split {split!r}; it has {', '.join(dataset.split_sizes)}."
             " Pick one of those."
         )
+    # TODO(#2): the cache is keyed by name and split only; a changed generator is not
+    # rewritten until the cached file is deleted by hand.
     target = cache_root() / "data" / name.removeprefix(BUILTIN_PREFIX) / f"{split}.jsonl"
 
     def write(path: Path) -> None:

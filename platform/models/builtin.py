@@ -171,6 +171,8 @@ def _ensure_builtin(name: str) -> Path:
             f"unknown built-in model {name!r}; known: {', '.join(sorted(BUILTIN_MODELS))}. "
             "Fix the name, or give a local directory with config.json or a hub id 'org/name'."
         )
+    # TODO(#2): the cache is keyed by name only; a changed builder is not rebuilt until the
+    # cached directory is deleted by hand.
     target = cache_root() / "models" / name.removeprefix(BUILTIN_PREFIX)
 
     def build(path: Path) -> None:

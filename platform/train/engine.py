@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,21 +23,26 @@ def use_bf16(train: TrainConfig, on_gpu: bool) -> bool:
     return on_gpu and torch.cuda.is_bf16_supported()
 
 
-def deepspeed_config(train: TrainConfig, total_steps: int, on_gpu: bool) -> dict[str, Any]:
-    """The DeepSpeed JSON config of a run."""
-    # DeepSpeed needs at least one warm-up step; its first step then runs at lr 0.
-    warmup_steps = max(1, round(train.warmup_ratio * total_steps))
-    schedule: dict[str, Any] = {
-        "warmup_min_lr": 0.0,
-        "warmup_max_lr": train.lr,
-        "warmup_num_steps": warmup_steps,
-        "warmup_type": "linear",
-    }
-    if train.lr_schedule == "linear":
-        scheduler = {"type": "WarmupDecayLR",
-                     "params": {**schedule, "total_num_steps": max(total_steps, 1)}}
-    else:
-        scheduler = {"type": "WarmupLR", "params": schedule}
+def lr_factor(train: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate for optimizer step ``s`` (0-based).
+
+    Linear warm-up over ``warmup_ratio * total_steps`` steps that starts above zero (no
+    step is wasted at lr 0), then linear decay towards 0 or constant.
+    """
+    warmup = round(train.warmup_ratio * total_steps)
+    decay = max(total_steps - warmup, 1)
+    linear = train.lr_schedule == "linear"
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(total_steps - step, 0) / decay if linear else 1.0
+
+    return factor
+
+
+def deepspeed_config(train: TrainConfig, on_gpu: bool) -> dict[str, Any]:
+    """The DeepSpeed JSON config of a run (the schedule is :func:`lr_factor`)."""
     return {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum_steps,
@@ -54,7 +60,6 @@ def deepspeed_config(train: TrainConfig, total_steps: int, on_gpu: bool) -> dict
                 "torch_adam": True,
             },
         },
-        "scheduler": scheduler,
         "steps_per_print": 10**9,  # progress is logged by the trainer, once per step
         "wall_clock_breakdown": False,
     }
@@ -66,7 +71,9 @@ def prepare_accelerator(on_gpu: bool) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
-def initialize_policy(model: torch.nn.Module, config: dict[str, Any]):
+def initialize_policy(
+    model: torch.nn.Module, config: dict[str, Any], schedule: Callable[[int], float]
+):
     """The policy wrapped by DeepSpeed; returns (engine, lr scheduler)."""
     import deepspeed
 
@@ -74,6 +81,7 @@ def initialize_policy(model: torch.nn.Module, config: dict[str, Any]):
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
         config=config,
+        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, schedule),
         dist_init_required=False,  # Ray Train already formed the process group
     )
     return engine, scheduler

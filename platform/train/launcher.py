@@ -168,8 +168,11 @@ def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str
         run_config=RayRunConfig(name=name, storage_path=str(run_dir.parent / "ray")),
         datasets={"train": stream},
     )
-    result = trainer.fit()
-    return TrainResult(run_id, uri, dict(result.metrics or {}), str(run_dir / "model"))
+    trainer.fit()
+    from mlflow.tracking import MlflowClient
+
+    final = MlflowClient(uri).get_run(run_id).data.metrics  # the last value of each metric
+    return TrainResult(run_id, uri, dict(final), str(run_dir / "model"))
 
 
 def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps: int,

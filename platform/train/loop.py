@@ -59,6 +59,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     worker = WorkerTrainer(job, rank, ray.train.get_dataset_shard("train"))
     final = worker.fit()
     worker.save_model()
+    # TODO(#5): checkpoints every N steps through ray.train.report; now only the final model.
     ray.train.report(final)
 
 
@@ -102,8 +103,9 @@ class WorkerTrainer:
         if model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
             policy.config.use_cache = False
-        ds_config = ds.deepspeed_config(self.config.train, self.job.total_steps, self.job.use_gpu)
-        engine, scheduler = ds.initialize_policy(policy, ds_config)
+        ds_config = ds.deepspeed_config(self.config.train, self.job.use_gpu)
+        schedule = ds.lr_factor(self.config.train, self.job.total_steps)
+        engine, scheduler = ds.initialize_policy(policy, ds_config, schedule)
 
         reference = None
         if self.objective.needs_reference:
@@ -138,6 +140,8 @@ class WorkerTrainer:
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
         micro_steps, tokens, started = 0, 0, time.perf_counter()
         while self.global_step < self.job.total_steps:
+            if micro_steps == 0:
+                step_lr = float(self.scheduler.get_last_lr()[0])  # the lr this update uses
             rows = next(batches, None)
             # Stop together: a worker whose shard ran out must not leave others in a collective.
             if not self.reducer.all_true(rows is not None, self.device):
@@ -147,7 +151,7 @@ class WorkerTrainer:
             micro_steps, tokens = micro_steps + 1, tokens + num_tokens
             if micro_steps % self.config.train.grad_accum_steps:
                 continue
-            last = self._finish_step(sums, micro_steps, tokens, started, epoch)
+            last = self._finish_step(sums, micro_steps, tokens, started, epoch, step_lr)
             sums.clear()
             micro_steps, tokens, started = 0, 0, time.perf_counter()
         return last
@@ -174,13 +178,13 @@ class WorkerTrainer:
         return logps
 
     def _finish_step(self, sums, micro_steps: int, tokens: int, started: float,
-                     epoch: int) -> dict[str, float]:
+                     epoch: int, lr: float) -> dict[str, float]:
         self.global_step += 1
         values = {key: float(total) / micro_steps for key, total in sums.items()}
         elapsed = time.perf_counter() - started
         global_tokens = float(self.reducer.sum(torch.tensor(float(tokens))))
         values[metrics.TOKENS_PER_S] = global_tokens / max(elapsed, 1e-9)
-        values[metrics.LEARNING_RATE] = float(self.scheduler.get_last_lr()[0])
+        values[metrics.LEARNING_RATE] = lr
         values[metrics.EPOCH] = float(epoch)
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:

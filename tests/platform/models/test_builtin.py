@@ -18,7 +18,7 @@ from platform.models.builtin import CACHE_ENV_VAR, build_once, cache_root, resol
 
 TINY = "builtin:tiny-llama"
 SMOLLM2 = "builtin:smollm2-135m-instruct"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CHAT = [{"role": "user", "content": "What is 2 + 3?"}]
 CHATML_RENDERING = "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
 

@@ -1,0 +1,73 @@
+"""Row checks: every defect is named, with its file and line."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from platform.data import rows
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"prompt": "p", "completion": "c"}, "missing fields"),
+        ({"prompt": "p", "completion": "c", "label": 1}, "must be true (thumbs-up) or false"),
+        ({"prompt": "p", "completion": "c", "label": "yes"}, "got 'yes' (str)"),
+        ({"prompt": "p", "completion": "  ", "label": True}, "field 'completion' is empty"),
+        ({"prompt": 3, "completion": "c", "label": True}, "field 'prompt' must be a string"),
+        ({"prompt": "p", "completion": None, "label": True}, "'completion' is missing or null"),
+        ({"prompt": "p", "chosen": "a", "rejected": ""}, "field 'rejected' is empty"),
+        (["not", "an", "object"], "must be a JSON object"),
+    ],
+)
+def test_bad_records_name_their_defect(record, problem):
+    found, fields = rows.check_record(record, "auto")
+    assert problem in found
+    assert fields == {}
+
+
+def test_format_is_detected_from_the_columns():
+    assert rows.check_record({"prompt": "p", "completion": "c", "label": False}, "auto")[1][
+        "kind"] == rows.BINARY
+    assert rows.check_record({"prompt": "p", "chosen": "a", "rejected": "b"}, "auto")[1][
+        "kind"] == rows.PAIRED
+    problem, _ = rows.check_record({"prompt": "p", "chosen": "a", "rejected": "b"}, "binary")
+    assert "missing fields" in problem
+
+
+def _jsonl_batch(lines: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"source": ["/data/f.jsonl"] * len(lines),
+                         "line": list(range(1, len(lines) + 1)), "text": lines})
+
+
+def test_strict_mode_fails_on_the_first_bad_row_with_file_and_line():
+    good = json.dumps({"prompt": "p", "completion": "c", "label": True})
+    with pytest.raises(rows.BadRowError) as info:
+        rows.normalize_jsonl_batch(_jsonl_batch([good, "{not json"]), "auto", strict=True)
+    message = str(info.value)
+    assert message.startswith("/data/f.jsonl:2: not valid JSON")
+    assert "data.on_bad_row=skip" in message
+
+
+def test_skip_mode_keeps_bad_rows_marked_for_counting():
+    good = json.dumps({"prompt": "p", "completion": "c", "label": True})
+    bad = json.dumps({"prompt": "p", "completion": "c", "label": "no"})
+    out = rows.normalize_jsonl_batch(_jsonl_batch([good, bad]), "auto", strict=False)
+    assert list(out["problem"] == "") == [True, False]
+    assert out.loc[1, "line"] == 2 and "label" in out.loc[1, "problem"]
+
+
+def test_pairs_become_one_thumbs_up_and_one_thumbs_down_row():
+    batch = pd.DataFrame([
+        {"source": "s", "line": 1, "kind": rows.PAIRED, "prompt": "q", "completion": "",
+         "label": False, "chosen": "good", "rejected": "bad", "problem": ""},
+        {"source": "s", "line": 2, "kind": rows.BINARY, "prompt": "q2", "completion": "x",
+         "label": True, "chosen": "", "rejected": "", "problem": ""},
+    ])
+    out = rows.paired_to_binary(batch)
+    assert sorted(zip(out["completion"], out["label"], strict=True)) == [
+        ("bad", False), ("good", True), ("x", True)]
+    assert set(out["kind"]) == {rows.BINARY}
