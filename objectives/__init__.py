@@ -10,6 +10,8 @@ from objectives.base import (
     ObjectiveOutput,
     PreferenceLogps,
     Reducer,
+    RowSample,
+    RowWeighter,
     global_mean,
     global_mean_value,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "ObjectiveOutput",
     "PreferenceLogps",
     "Reducer",
+    "RowSample",
+    "RowWeighter",
     "global_mean",
     "global_mean_value",
 ]

@@ -146,6 +146,24 @@ class ObjectiveConfig(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class RowSample:
+    """A sample of the training rows, for objectives that learn per-row weights."""
+
+    prompts: list[str]
+    completions: list[str]
+    labels: list[bool]  # True = thumbs-up
+
+
+class RowWeighter(Protocol):
+    """Per-row loss weights, applied in the data stream (``BinaryLogps.weights``).
+
+    It must pickle: the data stream runs it on Ray workers.
+    """
+
+    def __call__(self, prompts: list[str], labels: list[bool]) -> list[float]: ...
+
+
 class Objective:
     """Base class of every objective, built-in or plug-in."""
 
@@ -166,6 +184,15 @@ class Objective:
                 f"got {type(self.config).__name__}. Build it with "
                 f"{self.config_cls.__name__}(**options)."
             )
+
+    @classmethod
+    def fit_row_weights(cls, config: ObjectiveConfig, sample: RowSample) -> RowWeighter | None:
+        """Optionally learn per-row loss weights from a sample of the training rows.
+
+        Called once on the driver before training; the weighter returned then runs in the
+        data stream. The default learns nothing (every row weighs 1).
+        """
+        return None
 
     def __call__(self, batch: Any, reducer: Reducer | None = None) -> ObjectiveOutput:
         return self.forward(batch, reducer if reducer is not None else LocalReducer())

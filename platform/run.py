@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
-USAGE = """usage: python -m platform.run [objective=NAME] [recipe=NAME|FILE.yaml] [key=value ...]
+USAGE = """usage: python -m platform.run [objective=NAME[,NAME...]] [recipe=NAME|FILE.yaml] [key=value ...]
        python -m platform.run --list-objectives
        python -m platform.run --help
 
@@ -32,12 +32,41 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from platform.config_loading import ConfigError, load_config
 
+    objectives = _objective_list(words)
     try:
-        config = load_config(words)
+        configs = [load_config(_with_objective(words, name)) for name in objectives] \
+            if objectives else [load_config(words)]
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _train(config)
+    return _sweep(configs) if objectives else _train(configs[0])
+
+
+def _objective_list(words: list[str]) -> list[str]:
+    """The objectives of ``objective=a,b,c`` (a sweep); empty for a single objective."""
+    from platform.sweep import split_objectives
+
+    values = [word.partition("=")[2] for word in words if word.startswith("objective=")]
+    return split_objectives(values[-1]) if values and "," in values[-1] else []
+
+
+def _with_objective(words: list[str], name: str) -> list[str]:
+    return [word for word in words if not word.startswith("objective=")] + [f"objective={name}"]
+
+
+def _sweep(configs) -> int:
+    from platform import tracking
+    from platform.sweep import run_sweep
+
+    result = run_sweep(configs)
+    print(f"\nMLflow parent run id: {result.parent_run_id}")
+    for name, run_id in result.child_run_ids.items():
+        print(f"  {name:<10} {run_id}")
+    for name, error in result.failures.items():
+        print(f"  {name:<10} FAILED: {error}", file=sys.stderr)
+    print("to compare runs, " + tracking.run_url_hint(result.tracking_uri,
+                                                      result.parent_run_id))
+    return 1 if result.failures else 0
 
 
 def _train(config) -> int:

@@ -7,17 +7,19 @@ Train splits into equal shards, one per worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import ray.data
 
-from objectives.base import DataShape
+from objectives.base import DataShape, RowSample, RowWeighter
 from platform.config import DataConfig
 from platform.data import rows, synthetic
 from platform.data.jsonl import JsonLinesDatasource
@@ -26,6 +28,7 @@ from platform.data.tokenize import LengthLimits, tokenize_binary_batch, tokenize
 logger = logging.getLogger(__name__)
 
 BINARY_COLUMNS = ["input_ids", "prompt_length", "label"]
+MISMATCHED_COLUMNS = ["mismatched_input_ids", "mismatched_prompt_length"]
 PAIRED_COLUMNS = ["chosen_input_ids", "rejected_input_ids", "prompt_length"]
 QUARANTINE_LIMIT = 100
 _JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
@@ -183,8 +186,16 @@ def build_stream(
     seed: int,
     objective: str,
     requires_both_labels: bool = True,
+    mismatched_pairs: bool = False,
+    fit_row_weights: Callable[[RowSample], RowWeighter | None] | None = None,
 ) -> tuple[ray.data.Dataset, DataSummary]:
-    """The shuffled, balanced, tokenized training stream and its summary."""
+    """The shuffled, balanced, tokenized training stream and its summary.
+
+    ``mismatched_pairs`` adds each binary row's prompt scored with another row's completion
+    (objectives with ``needs_mismatched_pairs``, such as KTO). ``fit_row_weights`` (an
+    objective's ``fit_row_weights`` bound to its config) learns per-row weights from a
+    sample of the binary rows; they travel in a ``weight`` column.
+    """
     # Read and check once; the counting pass and every branch of the balancing reuse the
     # blocks (Ray's object store spills them to disk when they outgrow memory).
     normal = read_rows(config).materialize()
@@ -202,8 +213,17 @@ def build_stream(
     else:
         binary = normal.map_batches(_usable_rows, batch_format="pandas",
                                     fn_kwargs={"shape": shape})
+        weighter = fit_row_weights(_row_sample(binary, summary, seed)) if fit_row_weights \
+            else None
         stream, summary.train_rows = _balance(binary, summary, config.balance, seed)
-        tokenize, columns = tokenize_binary_batch, BINARY_COLUMNS
+        tokenize, columns = tokenize_binary_batch, list(BINARY_COLUMNS)
+        if weighter is not None:
+            stream = stream.map_batches(_weigh_rows, batch_format="pandas",
+                                        fn_kwargs={"weighter": weighter})
+            columns.append("weight")
+        if mismatched_pairs:
+            tokenize = functools.partial(tokenize_binary_batch, mismatched_pairs=True)
+            columns += MISMATCHED_COLUMNS
 
     stream = stream.random_shuffle(seed=seed)
     stream = stream.map_batches(
@@ -211,6 +231,30 @@ def build_stream(
         fn_kwargs={"tokenizer_path": tokenizer_path, "limits": limits},
     ).select_columns(columns)
     return stream, summary
+
+
+ROW_SAMPLE_LIMIT = 20_000
+
+
+def _row_sample(binary: ray.data.Dataset, summary: DataSummary, seed: int) -> RowSample:
+    """Up to ``ROW_SAMPLE_LIMIT`` binary rows, drawn with the run's seed."""
+    total = summary.binary_up + summary.binary_down + 2 * summary.pairs
+    if total > ROW_SAMPLE_LIMIT:
+        binary = binary.random_sample(ROW_SAMPLE_LIMIT / total, seed=seed)
+    rows_ = binary.select_columns(["prompt", "completion", "label"]).take_all()
+    return RowSample(prompts=[r["prompt"] for r in rows_],
+                     completions=[r["completion"] for r in rows_],
+                     labels=[bool(r["label"]) for r in rows_])
+
+
+def _weigh_rows(batch: pd.DataFrame, weighter: RowWeighter) -> pd.DataFrame:
+    weights = weighter(list(batch["prompt"]), [bool(x) for x in batch["label"]])
+    if len(weights) != len(batch):
+        raise ValueError(
+            f"the objective's row weighter returned {len(weights)} weights for "
+            f"{len(batch)} rows; it must return one weight per row."
+        )
+    return batch.assign(weight=[float(w) for w in weights])
 
 
 def _balance(

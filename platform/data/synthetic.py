@@ -11,9 +11,8 @@ correctly more often, which :func:`check_answer` measures.
 Rows follow the TRL unpaired format ``{"prompt": str, "completion": str, "label": bool}``
 and are written once per split to ``cache_root()/data/<name>/<split>.jsonl``.
 
-Limitations:
-    The cache is keyed by name and split only, so a generator changed in a later release
-    is not picked up until the cached file is deleted.
+``builtin:arithmetic-pairs`` holds the same questions as preference pairs (a verified right
+answer and a slip), for paired objectives and for comparing every objective on one data set.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from platform.models.builtin import BUILTIN_PREFIX, build_once, cache_root
 logger = logging.getLogger(__name__)
 
 Row = dict[str, str | bool]
+_GENERATOR_VERSION = 1  # bump when a generator's output changes: the cache path includes it
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,40 @@ def _arithmetic_rows(split: str) -> list[Row]:
     return rows
 
 
+def _wrong_answer(problem: _Problem, rng: random.Random) -> int:
+    """A typical slip that the checker rejects."""
+    correct = problem.apply(problem.symbol)
+    for _ in range(8):
+        value = _simulated_answer(problem, rng)
+        if value != correct:
+            return value
+    return correct + 1
+
+
+def _arithmetic_pair_rows(split: str) -> list[Row]:
+    """The same problems as pairs: a verified right answer (chosen) and a slip (rejected)."""
+    problems = _split_problems(split)
+    rng = random.Random(f"arithmetic-pairs/rows/{split}")
+    rng.shuffle(problems)
+
+    rows: list[Row] = []
+    for problem in problems:
+        a, b, symbol = problem.a, problem.b, problem.symbol
+        prompt = rng.choice(_PROMPT_STYLES).format(
+            a=a, b=b, symbol=symbol, word=_WORDS[symbol],
+            instruction=_INSTRUCTIONS[symbol].format(a=a, b=b),
+        )
+        answers = [problem.apply(symbol), _wrong_answer(problem, rng)]
+        chosen, rejected = (
+            rng.choice(_ANSWER_STYLES).format(a=a, b=b, symbol=symbol, value=value)
+            for value in answers
+        )
+        if not check_answer(prompt, chosen) or check_answer(prompt, rejected):
+            continue  # a pair the verifier cannot order is not a preference
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
 # ---------------------------------------------------------------- registry and cache
 
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
@@ -195,6 +229,11 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
         description="integer arithmetic questions with verified thumbs-up/down answers",
         split_sizes=_ARITHMETIC_SIZES,
         generate=_arithmetic_rows,
+    ),
+    f"{BUILTIN_PREFIX}arithmetic-pairs": BuiltinDataset(
+        description="the arithmetic questions as (chosen: verified right, rejected: wrong) pairs",
+        split_sizes=_ARITHMETIC_SIZES,
+        generate=_arithmetic_pair_rows,
     ),
 }
 
@@ -233,9 +272,9 @@ def materialize_builtin_dataset(name: str, split: str = "train") -> Path:
             f"data set {name} has no split {split!r}; it has {', '.join(dataset.split_sizes)}."
             " Pick one of those."
         )
-    # TODO(#2): the cache is keyed by name and split only; a changed generator is not
-    # rewritten until the cached file is deleted by hand.
-    target = cache_root() / "data" / name.removeprefix(BUILTIN_PREFIX) / f"{split}.jsonl"
+    # The generator's version is part of the path: a changed generator writes a new file.
+    folder = f"{name.removeprefix(BUILTIN_PREFIX)}-v{_GENERATOR_VERSION}"
+    target = cache_root() / "data" / folder / f"{split}.jsonl"
 
     def write(path: Path) -> None:
         rows = dataset.generate(split)

@@ -76,25 +76,44 @@ def fit_lengths(
 
 
 def tokenize_binary_batch(
-    batch: pd.DataFrame, tokenizer_path: str, limits: LengthLimits
+    batch: pd.DataFrame, tokenizer_path: str, limits: LengthLimits,
+    mismatched_pairs: bool = False,
 ) -> pd.DataFrame:
-    """Normal-form binary rows to ``input_ids``, ``prompt_length``, ``label``."""
+    """Normal-form binary rows to ``input_ids``, ``prompt_length``, ``label``.
+
+    With ``mismatched_pairs`` each row also gets ``mismatched_input_ids`` and
+    ``mismatched_prompt_length``: its prompt followed by the completion of the next row of
+    the (shuffled) batch, the unrelated completion y' of KTO's reference point. A batch of
+    one row pairs the row with itself.
+    """
     tokenizer = load_tokenizer(tokenizer_path)
     out = {"input_ids": [], "prompt_length": [], "label": [], "prompt_truncated": [],
            "completion_truncated": []}
-    for prompt, completion, label in zip(
-        batch["prompt"], batch["completion"], batch["label"], strict=True
-    ):
-        prompt_text, completion_text = render(tokenizer, prompt, completion)
-        prompt_ids, completion_ids, prompt_cut, completion_cut = fit_lengths(
-            _encode(tokenizer, prompt_text), _encode(tokenizer, completion_text), limits
-        )
-        out["input_ids"].append(prompt_ids + completion_ids)
-        out["prompt_length"].append(len(prompt_ids))
+    prompts, completions = list(batch["prompt"]), list(batch["completion"])
+    for prompt, completion, label in zip(prompts, completions, batch["label"], strict=True):
+        ids, prompt_length, prompt_cut, completion_cut = _encode_row(
+            tokenizer, prompt, completion, limits)
+        out["input_ids"].append(ids)
+        out["prompt_length"].append(prompt_length)
         out["label"].append(bool(label))
         out["prompt_truncated"].append(prompt_cut)
         out["completion_truncated"].append(completion_cut)
+    if mismatched_pairs:
+        others = completions[1:] + completions[:1]
+        encoded = [_encode_row(tokenizer, p, c, limits) for p, c in zip(prompts, others,
+                                                                          strict=True)]
+        out["mismatched_input_ids"] = [ids for ids, *_ in encoded]
+        out["mismatched_prompt_length"] = [length for _, length, *_ in encoded]
     return pd.DataFrame(out)
+
+
+def _encode_row(tokenizer, prompt: str, completion: str,
+                limits: LengthLimits) -> tuple[list[int], int, bool, bool]:
+    prompt_text, completion_text = render(tokenizer, prompt, completion)
+    prompt_ids, completion_ids, prompt_cut, completion_cut = fit_lengths(
+        _encode(tokenizer, prompt_text), _encode(tokenizer, completion_text), limits
+    )
+    return prompt_ids + completion_ids, len(prompt_ids), prompt_cut, completion_cut
 
 
 def tokenize_paired_batch(

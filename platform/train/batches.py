@@ -16,6 +16,10 @@ import torch
 
 from objectives.base import BinaryLogps, DataShape, PreferenceLogps
 
+# The key of an extra SequenceBatch of mismatched (prompt, other completion) pairs; the
+# trainer scores it and adds policy_/reference_mismatched_logps to the extras.
+MISMATCHED = "mismatched"
+
 
 @dataclass
 class SequenceBatch:
@@ -60,16 +64,27 @@ class ShapeAdapter:
 
 def _collate_binary(rows: dict[str, np.ndarray], pad_token_id: int):
     sequences = pad_sequences(list(rows["input_ids"]), rows["prompt_length"], pad_token_id)
-    labels = torch.as_tensor(np.asarray(rows["label"], dtype=bool))
-    return sequences, {"labels": labels}
+    extras = {"labels": torch.as_tensor(np.asarray(rows["label"], dtype=bool))}
+    if "weight" in rows:
+        extras["weights"] = torch.as_tensor(np.asarray(rows["weight"], dtype=np.float32))
+    if "mismatched_input_ids" in rows:
+        extras[MISMATCHED] = pad_sequences(
+            list(rows["mismatched_input_ids"]), rows["mismatched_prompt_length"], pad_token_id
+        )
+    return sequences, extras
 
 
 def _assemble_binary(policy_logps, reference_logps, lengths, extras) -> BinaryLogps:
+    device = policy_logps.device
+    weights = extras.get("weights")
     return BinaryLogps(
         policy_logps=policy_logps,
         reference_logps=reference_logps,
-        labels=extras["labels"].to(policy_logps.device),
+        labels=extras["labels"].to(device),
         completion_lengths=lengths,
+        weights=weights.to(device, policy_logps.dtype) if weights is not None else None,
+        policy_mismatched_logps=extras.get("policy_mismatched_logps"),
+        reference_mismatched_logps=extras.get("reference_mismatched_logps"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -19,8 +20,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What a local run does not ship to its workers (the working_dir is the repository).
 WORKING_DIR_EXCLUDES = [".venv/", ".git/", "outputs/", "mlruns/", "mlartifacts/", "mlflow.db",
-                        "**/__pycache__/", "*.egg-info/", ".pytest_cache/", ".ruff_cache/",
-                        "bench/results/"]
+                        "**/__pycache__/", "*.egg-info/", ".pytest_cache/", ".ruff_cache/"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def unique_run_name(config: RunConfig) -> str:
 
 
 def objective_traits(name: str):
+    """(data shape, requires both labels, needs mismatched pairs) of an objective."""
     cls = registry.load_class(name)
-    return cls.data_shape, cls.requires_both_labels
+    return cls.data_shape, cls.requires_both_labels, cls.needs_mismatched_pairs
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,11 @@ class TrainResult:
     model_dir: str
 
 
-def launch(config: RunConfig) -> TrainResult:
-    """Train ``config`` end to end; the MLflow run is marked FAILED if anything raises."""
+def launch(config: RunConfig, parent_run_id: str | None = None) -> TrainResult:
+    """Train ``config`` end to end; the MLflow run is marked FAILED if anything raises.
+
+    ``parent_run_id`` nests the run under another MLflow run (a sweep's parent).
+    """
     from platform import tracking
     from platform.config import flatten
     from platform.models.builtin import resolve_model
@@ -113,7 +117,7 @@ def launch(config: RunConfig) -> TrainResult:
     name = unique_run_name(config)
     run_id = tracking.start_run(
         uri, config.tracking.experiment, name, flatten(config),
-        tags={"objective": config.objective, "model": config.model.name},
+        tags=_run_tags(config, parent_run_id),
     )
     logger.info("MLflow run %s (%s) in experiment %r at %s", run_id, name,
                 config.tracking.experiment, uri)
@@ -130,6 +134,13 @@ def launch(config: RunConfig) -> TrainResult:
     return result
 
 
+def _run_tags(config: RunConfig, parent_run_id: str | None) -> dict[str, str]:
+    tags = {"objective": config.objective, "model": config.model.name}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    return tags
+
+
 def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str,
            reference_path: str) -> TrainResult:
     import yaml
@@ -142,9 +153,12 @@ def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str
     from platform.train.loop import WorkerJob, train_loop_per_worker
 
     resources = plan_resources(config)
-    shape, requires_both_labels = objective_traits(config.objective)
+    shape, requires_both_labels, mismatched_pairs = objective_traits(config.objective)
+    fit_row_weights = functools.partial(registry.load_class(config.objective).fit_row_weights,
+                                        config.objective_config())
     stream, summary = build_stream(config.data, shape, policy_path, config.train.seed,
-                                   config.objective, requires_both_labels)
+                                   config.objective, requires_both_labels, mismatched_pairs,
+                                   fit_row_weights)
     train = config.train
     steps = total_steps(summary.train_rows, resources.num_workers, train.micro_batch_size,
                         train.grad_accum_steps, train.epochs, train.max_steps)

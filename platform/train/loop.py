@@ -23,7 +23,7 @@ from platform.config import RunConfig
 from platform.data.tokenize import load_tokenizer
 from platform.tracking import MetricLogger
 from platform.train import engine as ds
-from platform.train.batches import ADAPTERS, SequenceBatch
+from platform.train.batches import ADAPTERS, MISMATCHED, SequenceBatch
 from platform.train.logps import completion_logps
 from platform.train.reduce import DistributedReducer
 
@@ -161,6 +161,8 @@ class WorkerTrainer:
         sequences = sequences.to(self.device)
         policy_logps, lengths = completion_logps(self.engine, sequences)
         reference_logps = self._reference_logps(sequences)
+        if MISMATCHED in extras:
+            extras.update(self._mismatched_logps(extras.pop(MISMATCHED).to(self.device)))
 
         inputs = self.adapter.assemble(policy_logps, reference_logps, lengths, extras)
         output = self.objective(inputs, self.reducer)
@@ -169,6 +171,13 @@ class WorkerTrainer:
         self.engine.backward(output.loss * self.reducer.world_size)
         self.engine.step()
         return output, sequences.num_tokens
+
+    def _mismatched_logps(self, sequences: SequenceBatch) -> dict[str, torch.Tensor]:
+        """Both models on mismatched pairs; no gradient (KTO's reference point is detached)."""
+        with torch.no_grad():
+            policy_logps, _ = completion_logps(self.engine, sequences)
+        return {"policy_mismatched_logps": policy_logps,
+                "reference_mismatched_logps": self._reference_logps(sequences)}
 
     def _reference_logps(self, sequences: SequenceBatch) -> torch.Tensor | None:
         if self.reference is None:

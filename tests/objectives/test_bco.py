@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import pytest
 import torch
 from torch.testing import assert_close
 
 from objectives import metrics
-from objectives.base import BinaryLogps, Objective, ObjectiveOutput, Reducer
+from objectives.base import BinaryLogps
 from objectives.bco import BCOConfig, BCOObjective
+from tests.objectives.lockstep import run_workers
 
 F64 = torch.float64
 
@@ -131,52 +131,6 @@ def test_state_dict_of_another_objective_is_refused() -> None:
 # --- two simulated workers -------------------------------------------------------------
 
 
-class _World:
-    """Workers in threads; each all-reduce waits until every worker has sent its tensor."""
-
-    def __init__(self, size: int) -> None:
-        self.slots: list[torch.Tensor | None] = [None] * size
-        self.barrier = threading.Barrier(size, timeout=10)
-
-    def all_reduce(self, rank: int, tensor: torch.Tensor) -> torch.Tensor:
-        self.slots[rank] = tensor.detach().clone()
-        self.barrier.wait()
-        total = torch.stack(self.slots).sum(dim=0)
-        self.barrier.wait()  # no worker overwrites its slot before all have read
-        return total
-
-
-class _WorkerReducer:
-    def __init__(self, world: _World, rank: int) -> None:
-        self.world, self.rank, self.world_size = world, rank, len(world.slots)
-
-    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.world.all_reduce(self.rank, tensor)
-
-
-def _run_workers(objectives: list[Objective], batches: list[BinaryLogps]) -> list[ObjectiveOutput]:
-    world = _World(len(batches))
-    outputs: list[ObjectiveOutput | None] = [None] * len(batches)
-    errors: list[Exception] = []
-
-    def work(rank: int) -> None:
-        reducer: Reducer = _WorkerReducer(world, rank)
-        try:
-            outputs[rank] = objectives[rank](batches[rank], reducer)
-        except Exception as error:  # surfaced in the main thread below
-            errors.append(error)
-            world.barrier.abort()
-
-    threads = [threading.Thread(target=work, args=(rank,)) for rank in range(len(batches))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return outputs
-
-
 def _shard(theta: torch.Tensor, rows: slice, step: int) -> BinaryLogps:
     """Rows of a fixed global batch whose policy logps depend on a shared parameter."""
     generator = torch.Generator().manual_seed(step)
@@ -205,7 +159,7 @@ def test_worker_shares_add_up_to_the_global_loss_and_gradient(class_weighting: s
 
         thetas = [theta_full.detach().clone().requires_grad_() for _ in range(2)]
         shards = [_shard(thetas[0], slice(0, 3), step), _shard(thetas[1], slice(3, 6), step)]
-        outputs = _run_workers(workers, shards)
+        outputs = run_workers(workers, shards)
         for output in outputs:
             output.loss.backward()
 

@@ -30,7 +30,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read_rows(cache: Path, split: str) -> list[dict]:
-    lines = (cache / "data" / "arithmetic" / f"{split}.jsonl").read_text().splitlines()
+    lines = (cache / "data" / "arithmetic-v1" / f"{split}.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
 
@@ -120,15 +120,15 @@ def test_two_materialisations_are_byte_identical(
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
     for split in ("train", "test"):
         again = materialize_builtin_dataset(NAME, split)
-        assert again == tmp_path / "data" / "arithmetic" / f"{split}.jsonl"
-        assert again.read_bytes() == (cache / "data" / "arithmetic" / f"{split}.jsonl").read_bytes()
+        assert again == tmp_path / "data" / "arithmetic-v1" / f"{split}.jsonl"
+        assert again.read_bytes() == (cache / "data" / "arithmetic-v1" / f"{split}.jsonl").read_bytes()
 
 
 def test_second_materialisation_is_a_cache_hit(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(CACHE_ENV_VAR, str(cache))
-    path = cache / "data" / "arithmetic" / "train.jsonl"
+    path = cache / "data" / "arithmetic-v1" / "train.jsonl"
     written = path.stat().st_mtime_ns
 
     assert materialize_builtin_dataset(NAME) == path

@@ -42,3 +42,16 @@ def test_tokenized_rows_put_the_boundary_at_the_prompt_length(tiny_model_path):
     assert tokenizer.decode(ids[prompt_length:]) == "4.<|im_end|>\n"
     assert tokenizer.decode(ids[:prompt_length]).endswith("assistant\n")
     assert bool(out.loc[0, "label"]) is True
+
+
+def test_mismatched_pairs_put_each_prompt_with_the_next_rows_completion(tiny_model_path):
+    tokenizer = load_tokenizer(tiny_model_path)
+    batch = pd.DataFrame({"prompt": ["P one?", "P two?", "P three?"],
+                          "completion": ["A1.", "A2.", "A3."], "label": [True, False, True]})
+    out = tokenize_binary_batch(batch, tiny_model_path, LengthLimits(128, 96, 32),
+                                mismatched_pairs=True)
+    for row, expected in enumerate(["A2.", "A3.", "A1."]):  # rotated by one, wrapping
+        ids = out.loc[row, "mismatched_input_ids"]
+        cut = out.loc[row, "mismatched_prompt_length"]
+        assert tokenizer.decode(ids[cut:]) == f"{expected}<|im_end|>\n"
+        assert ids[:cut] == out.loc[row, "input_ids"][: out.loc[row, "prompt_length"]]
