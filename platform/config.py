@@ -56,6 +56,9 @@ class DataConfig(Section):
     max_prompt_length: int = Field(1536, gt=0, description="Longest prompt, tokens (kept "
                                    "from the right: the end of the prompt is kept).")
     max_completion_length: int = Field(512, gt=0, description="Longest completion, tokens.")
+    max_input_rows: int | None = Field(
+        None, gt=0, description="Read only the first N input rows (quick experiments)."
+    )
     on_bad_row: Literal["strict", "skip"] = Field(
         "strict",
         description="A malformed row stops the run (strict) or is skipped and counted (skip).",

@@ -104,7 +104,8 @@ def read_rows(config: DataConfig) -> ray.data.Dataset:
                 fn_kwargs={"expected": config.format, "strict": strict},
             )
         )
-    return datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+    normal = datasets[0] if len(datasets) == 1 else datasets[0].union(*datasets[1:])
+    return normal.limit(config.max_input_rows) if config.max_input_rows else normal
 
 
 def _count_batch(batch: pd.DataFrame) -> pd.DataFrame:

@@ -104,6 +104,8 @@ def tokenize_binary_batch(
                                                                           strict=True)]
         out["mismatched_input_ids"] = [ids for ids, *_ in encoded]
         out["mismatched_prompt_length"] = [length for _, length, *_ in encoded]
+    if "weight" in batch.columns:  # per-row loss weights travel with their rows
+        out["weight"] = [float(w) for w in batch["weight"]]
     return pd.DataFrame(out)
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
 from objectives.base import DataShape
 from platform.config import DataConfig
 from platform.data.pipeline import build_stream, read_rows, summarize, total_steps
 from tests.conftest import SHARED_DATA
+
+# Ray workers cannot import test modules: what they run from here travels by value.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def _write_jsonl(path: Path, records: list) -> Path:
@@ -111,3 +116,31 @@ def test_total_steps_and_too_little_data():
     assert total_steps(100, 2, 8, 2, 3, max_steps=4) == 4
     with pytest.raises(ValueError, match="fewer than one global batch"):
         total_steps(10, 2, 8, 1, 1, None)
+
+
+class _LengthWeighter:
+    """Weights thumbs-down rows by prompt length: simple enough to check by hand."""
+
+    def __call__(self, prompts: list[str], labels: list[bool]) -> list[float]:
+        return [1.0 if label else float(len(prompt)) for prompt, label in zip(prompts, labels,
+                                                                                strict=True)]
+
+
+def test_row_weights_learned_from_a_sample_travel_with_their_rows(ray_cluster, tmp_path,
+                                                                  tiny_model_path):
+    records = [{"prompt": "q" * (i + 1), "completion": f"a{i}", "label": i % 2 == 0}
+               for i in range(6)]
+    data = DataConfig(train=[str(_write_jsonl(tmp_path / "w.jsonl", records))])
+    seen = []
+
+    def fit(sample):
+        seen.append(sorted(zip(sample.prompts, sample.labels, strict=True)))
+        return _LengthWeighter()
+
+    stream, _ = build_stream(data, DataShape.BINARY, tiny_model_path, seed=0,
+                             objective="bco", fit_row_weights=fit)
+    rows = stream.take_all()
+    assert seen == [sorted((r["prompt"], r["label"]) for r in records)]  # the whole input
+    down_weights = sorted(row["weight"] for row in rows if not row["label"])
+    assert down_weights == [2.0, 4.0, 6.0]  # prompts "qq", "qqqq", "qqqqqq"
+    assert all(row["weight"] == 1.0 for row in rows if row["label"])

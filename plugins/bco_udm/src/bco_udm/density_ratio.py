@@ -194,19 +194,21 @@ class DensityRatioWeighter:
     def thumbs_down_weights(self, prompts: Sequence[str]) -> list[float]:
         """The weight each prompt would give a thumbs-down row."""
         keys = [_prompt_key(prompt) for prompt in prompts]
-        unknown = {
-            key: prompt for key, prompt in zip(keys, prompts) if key not in self.known_weights
+        unknown = {  # key -> prompt: each unseen prompt is embedded once
+            key: prompt
+            for key, prompt in zip(keys, prompts, strict=True)
+            if key not in self.known_weights
         }
         computed: dict[bytes, float] = {}
         if unknown:
             ratios = self.model.log_ratio(self.embed(list(unknown.values()))).exp()
             weights = (self.scale * ratios).clamp(self.clip_min, self.clip_max)
-            computed = dict(zip(unknown, weights.tolist()))
+            computed = dict(zip(unknown, weights.tolist(), strict=True))
         return [self.known_weights.get(key, computed.get(key)) for key in keys]
 
     def __call__(self, prompts: list[str], labels: list[bool]) -> list[float]:
         _check_rows(prompts, labels)
-        down = [prompt for prompt, label in zip(prompts, labels) if not label]
+        down = [prompt for prompt, label in zip(prompts, labels, strict=True) if not label]
         down_weights = iter(self.thumbs_down_weights(down))
         return [1.0 if label else next(down_weights) for label in labels]
 
@@ -252,7 +254,10 @@ def fit_weighter(
     scale = mean_one_scale(down_ratios, clip_min, clip_max)
     weights = (scale * ratios).clamp(clip_min, clip_max)
     _log_fit(weights[row_index[~label_tensor]], labels, len(distinct), scale, clip_min, clip_max)
-    known = {_prompt_key(prompt): weight for prompt, weight in zip(distinct, weights.tolist())}
+    known = {
+        _prompt_key(prompt): weight
+        for prompt, weight in zip(distinct, weights.tolist(), strict=True)
+    }
     return DensityRatioWeighter(model, scale, clip_min, clip_max, embed, known)
 
 

@@ -1,0 +1,100 @@
+"""The README's cluster path, word for word: ``ray start --head`` and ``ray job submit``.
+
+A separate Ray cluster is started for this module (``ray start --head --block``) and torn
+down by stopping that process, so the test session's own local cluster is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # `python` is the venv's
+    return env
+
+
+@pytest.fixture(scope="module")
+def job_cluster():
+    """A head node plus one worker node on this machine; yields the dashboard address."""
+    gcs_port, dashboard_port = _free_port(), _free_port()
+    common = ["--block", "--disable-usage-stats", "--num-cpus=1"]
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", f"--port={gcs_port}",
+         f"--dashboard-port={dashboard_port}", "--include-dashboard=true", *common],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard_port}"
+    _wait_for_jobs_api(address)
+    worker = subprocess.Popen(
+        [str(BIN / "ray"), "start", f"--address=127.0.0.1:{gcs_port}", *common],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield address
+    for process in (worker, head):
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=120)
+
+
+def _wait_for_jobs_api(address: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        probe = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address],
+                               env=_env(), capture_output=True, text=True)
+        if probe.returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the Ray jobs API at {address} did not come up in {timeout_s} s")
+
+
+def _submit(address: str, words: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--",
+         "python", "-m", "platform.run", *words],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_tiny_recipe_runs_as_a_ray_job(job_cluster, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = _submit(job_cluster, ["objective=bco", "recipe=tiny", "train.max_steps=2",
+                                 f"tracking.uri={uri}", f"train.output_dir={tmp_path}/out"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in (done.stdout + done.stderr)
+    assert "step 2/2" in done.stdout  # progress reaches the job's logs
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("bco-platform").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+
+
+@pytest.mark.slow
+def test_a_failing_job_ends_failed_with_the_error_in_its_logs(job_cluster):
+    done = _submit(job_cluster, ["objective=nope", "recipe=tiny"])
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "FAILED" in output
+    assert "objective 'nope' is not registered" in output
