@@ -71,7 +71,10 @@ def main() -> int:
     args = parser.parse_args()
 
     result = run(args.words)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
     result.update(name=args.name, date=datetime.now(UTC).isoformat(timespec="seconds"),
+                  commit=commit,
                   cpus=psutil.cpu_count(), memory_gib=round(
                       psutil.virtual_memory().total / 2**30, 1))
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,10 @@ class ResourcesConfig(Section):
     )
     ray_address: str | None = Field(
         None,
-        description="Ray cluster to join (default: RAY_ADDRESS, else a new local cluster).",
+        description=(
+            "Ray cluster to join: host:port, ray://..., or auto for the one running on this "
+            "machine (default: RAY_ADDRESS, else a new local cluster)."
+        ),
     )
 
 

@@ -46,8 +46,10 @@ def connect(address: str | None) -> None:
         return
     runtime_env = {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES,
                    "env_vars": _forwarded_env()}
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), runtime_env=runtime_env,
-             log_to_driver=True)
+    # Without an address a run starts its own local cluster ("local"), rather than joining
+    # whichever cluster happens to run on the machine; "auto" joins that one explicitly.
+    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local",
+             runtime_env=runtime_env, log_to_driver=True)
 
 
 def _forwarded_env() -> dict[str, str]:
@@ -79,7 +81,16 @@ def plan_resources(config: RunConfig) -> Resources:
     elif use_gpu:
         per_worker = 1.0
     else:
-        per_worker = min(1.0, max(cpus - 1, 0.5) / num_workers)
+        # On a one-CPU cluster the workers reserve nothing and share the CPU with the stream.
+        per_worker = min(1.0, (cpus - 1) / num_workers)
+    left_for_data = cpus - num_workers * per_worker
+    if left_for_data < 1:
+        raise ValueError(
+            f"the Ray cluster has {cpus} CPU(s) and {num_workers} training worker(s) would "
+            f"reserve {per_worker:g} each, leaving {left_for_data:g} to the data stream; its "
+            "tasks need a whole CPU, so the run would hang. Lower resources.num_workers or "
+            "resources.cpus_per_worker, or join a cluster with more CPUs."
+        )
     torch_threads = max(1, math.floor(cpus / num_workers)) if not use_gpu else 4
     return Resources(num_workers, use_gpu, round(per_worker, 3), torch_threads)
 
