@@ -96,6 +96,17 @@ class TrainConfig(Section):
         "auto", description="auto: bf16 on GPUs that support it, fp32 elsewhere."
     )
     output_dir: str = Field("outputs", description="Where runs write checkpoints and models.")
+    max_failures: int = Field(
+        0, ge=-1, description="Worker-group failures to recover from the last checkpoint "
+        "(-1: without limit)."
+    )
+
+
+class CheckpointConfig(Section):
+    every_steps: int | None = Field(
+        None, gt=0, description="Save a checkpoint every N optimizer steps (and at the end)."
+    )
+    keep: int = Field(2, ge=1, description="How many of the latest checkpoints to keep.")
 
 
 class ResourcesConfig(Section):
@@ -142,6 +153,14 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    resume_from: str | None = Field(
+        None,
+        description=(
+            "Continue a run: a checkpoint directory, or an MLflow run id whose latest "
+            "checkpoint is used (its metrics continue in the same MLflow run)."
+        ),
+    )
 
     @field_validator("objective")
     @classmethod

@@ -87,8 +87,19 @@ class MetricLogger:
     def __init__(self, uri: str, run_id: str) -> None:
         self._client = MlflowClient(uri)
         self._run_id = run_id
+        self._logged_through = 0  # steps up to this one are in the run already
+
+    def skip_logged_steps(self) -> None:
+        """After a restart, steps the run already holds are not logged again: a step
+        recomputed from the last checkpoint has the values it had before the failure."""
+        from objectives import metrics
+
+        history = self._client.get_metric_history(self._run_id, metrics.LOSS)
+        self._logged_through = max((m.step for m in history), default=0)
 
     def log(self, values: dict[str, float], step: int) -> None:
+        if step <= self._logged_through:
+            return
         timestamp = int(time.time() * 1000)
         metrics = [Metric(key, float(value), timestamp, step) for key, value in values.items()]
         for start in range(0, len(metrics), _METRIC_BATCH):

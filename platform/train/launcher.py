@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 import os
-import uuid
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +95,6 @@ def plan_resources(config: RunConfig) -> Resources:
     return Resources(num_workers, use_gpu, round(per_worker, 3), torch_threads)
 
 
-def unique_run_name(config: RunConfig) -> str:
-    """Ray Train silently reloads the results of a run name it has seen: never reuse one."""
-    base = config.tracking.run_name or f"{config.objective}"
-    return f"{base}-{uuid.uuid4().hex[:8]}"
-
-
 def objective_traits(name: str):
     """(data shape, requires both labels, needs mismatched pairs) of an objective."""
     cls = registry.load_class(name)
@@ -118,45 +112,34 @@ class TrainResult:
 def launch(config: RunConfig, parent_run_id: str | None = None) -> TrainResult:
     """Train ``config`` end to end; the MLflow run is marked FAILED if anything raises.
 
-    ``parent_run_id`` nests the run under another MLflow run (a sweep's parent).
+    ``parent_run_id`` nests the run under another MLflow run (a sweep's parent);
+    ``config.resume_from`` continues an earlier run from its latest checkpoint.
     """
     from platform import tracking
-    from platform.config import flatten
     from platform.models.builtin import resolve_model
+    from platform.train.run_handle import open_run
 
     uri = tracking.resolve_tracking_uri(config.tracking.uri)
-    name = unique_run_name(config)
-    run_id = tracking.start_run(
-        uri, config.tracking.experiment, name, flatten(config),
-        tags=_run_tags(config, parent_run_id),
-    )
-    logger.info("MLflow run %s (%s) in experiment %r at %s", run_id, name,
-                config.tracking.experiment, uri)
+    handle = open_run(config, uri, parent_run_id)
     try:
         logger.info("resolving model %s", config.model.name)
         policy_path = resolve_model(config.model.name)
         reference_path = resolve_model(config.model.reference or config.model.name)
         connect(config.resources.ray_address)
-        result = _train(config, uri, run_id, name, policy_path, reference_path)
+        result = _train(config, uri, handle, policy_path, reference_path)
     except BaseException as exc:
-        _record_failure(uri, run_id, exc)
+        _record_failure(uri, handle.run_id, exc)
         raise
-    tracking.finish_run(uri, run_id, succeeded=True)
+    tracking.finish_run(uri, handle.run_id, succeeded=True)
     return result
 
 
-def _run_tags(config: RunConfig, parent_run_id: str | None) -> dict[str, str]:
-    tags = {"objective": config.objective, "model": config.model.name}
-    if parent_run_id:
-        tags["mlflow.parentRunId"] = parent_run_id
-    return tags
-
-
-def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str,
+def _train(config: RunConfig, uri: str, handle, policy_path: str,
            reference_path: str) -> TrainResult:
     import yaml
+    from mlflow.tracking import MlflowClient
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
     from ray.train import RunConfig as RayRunConfig
-    from ray.train import ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from platform.data.pipeline import build_stream, total_steps
@@ -173,15 +156,16 @@ def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str
     train = config.train
     steps = total_steps(summary.train_rows, resources.num_workers, train.micro_batch_size,
                         train.grad_accum_steps, train.epochs, train.max_steps)
-    run_dir = (Path(train.output_dir).expanduser().resolve() / name)
-    _log_setup(MetricLogger(uri, run_id), config, summary, resources, steps, yaml)
+    _log_setup(MetricLogger(uri, handle.run_id), config, summary, resources, steps, yaml,
+               resumed=handle.resume_dir is not None)
     logger.info("training %s on %d %s worker(s) (%.2f CPU each) for %d optimizer steps",
                 config.objective, resources.num_workers, "GPU" if resources.use_gpu else "CPU",
                 resources.cpus_per_worker, steps)
 
     job = WorkerJob(config=config, policy_path=policy_path, reference_path=reference_path,
-                    total_steps=steps, tracking_uri=uri, run_id=run_id, run_dir=str(run_dir),
-                    num_threads=resources.torch_threads, use_gpu=resources.use_gpu)
+                    total_steps=steps, tracking_uri=uri, run_id=handle.run_id,
+                    run_dir=str(handle.run_dir), num_threads=resources.torch_threads,
+                    use_gpu=resources.use_gpu, resume_dir=handle.resume_dir)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"job": job},
@@ -190,20 +174,24 @@ def _train(config: RunConfig, uri: str, run_id: str, name: str, policy_path: str
             resources_per_worker={"CPU": resources.cpus_per_worker},
         ),
         torch_config=TorchConfig(backend="nccl" if resources.use_gpu else "gloo"),
-        run_config=RayRunConfig(name=name, storage_path=str(run_dir.parent / "ray")),
+        run_config=RayRunConfig(
+            name=handle.attempt, storage_path=handle.storage_path,
+            failure_config=FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep),
+        ),
         datasets={"train": stream},
     )
     trainer.fit()
-    from mlflow.tracking import MlflowClient
-
-    final = MlflowClient(uri).get_run(run_id).data.metrics  # the last value of each metric
-    return TrainResult(run_id, uri, dict(final), str(run_dir / "model"))
+    final = MlflowClient(uri).get_run(handle.run_id).data.metrics  # last value of each
+    return TrainResult(handle.run_id, uri, dict(final), str(handle.run_dir / "model"))
 
 
 def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps: int,
-               yaml) -> None:
-    tracker.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
-                     "config/resolved.yaml")
+               yaml, resumed: bool) -> None:
+    name = f"config/resumed-{int(time.time())}.yaml" if resumed else "config/resolved.yaml"
+    tracker.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), name)
+    if resumed:
+        return  # step 0's data counts are in the run already
     tracker.log({"data/input_rows": summary.input_rows, "data/bad_rows": summary.bad_rows,
                  "data/pairs": summary.pairs, "data/thumbs_up": summary.binary_up,
                  "data/thumbs_down": summary.binary_down,

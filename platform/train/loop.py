@@ -9,6 +9,7 @@ flat dict of metrics per optimizer step to MLflow.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from platform import registry
 from platform.config import RunConfig
 from platform.data.tokenize import load_tokenizer
 from platform.tracking import MetricLogger
+from platform.train import checkpointing
 from platform.train import engine as ds
 from platform.train.batches import ADAPTERS, MISMATCHED, SequenceBatch
 from platform.train.logps import completion_logps
@@ -43,6 +45,7 @@ class WorkerJob:
     run_dir: str  # absolute; the final model goes to <run_dir>/model
     num_threads: int
     use_gpu: bool
+    resume_dir: str | None = None  # a checkpoint folder to start from (resume_from=<dir>)
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -57,10 +60,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(job.config.train.seed)
 
     worker = WorkerTrainer(job, rank, ray.train.get_dataset_shard("train"))
+    # After a worker failure Ray Train hands back the run's latest checkpoint.
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and job.resume_dir:
+        checkpoint = ray.train.Checkpoint.from_directory(job.resume_dir)
+    worker.restore(checkpoint)
     final = worker.fit()
     worker.save_model()
-    # TODO(#5): checkpoints every N steps through ray.train.report; now only the final model.
-    ray.train.report(final)
+    if job.config.checkpoint.every_steps:
+        worker.save_checkpoint(final)  # the end of the run is a checkpoint too
+    else:
+        ray.train.report(final)
 
 
 def _configure_logging(rank: int) -> None:
@@ -95,7 +105,7 @@ class WorkerTrainer:
         self.pad_token_id = load_tokenizer(job.policy_path).pad_token_id
         self.engine, self.scheduler, self.reference = self._build_models()
         self.tracker = MetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
-        self.global_step = 0
+        self.state = checkpointing.TrainerState(mlflow_run_id=job.run_id)
 
     def _build_models(self):
         model = self.config.model
@@ -115,31 +125,49 @@ class WorkerTrainer:
             reference = reference.to(self.device, dtype).eval().requires_grad_(False)
         return engine, scheduler, reference
 
+    def restore(self, checkpoint) -> None:
+        """Continue from a checkpoint: engine, objective, data position, RNG, MLflow step."""
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as folder:
+            self.state = checkpointing.load(Path(folder), self.engine, self.rank)
+        self.objective.load_state_dict(self.state.objective)
+        checkpointing.restore_rng(self.state.rng)
+        if self.tracker is not None:
+            self.tracker.skip_logged_steps()
+        logger.info("resumed at step %d (epoch %d, %d micro-batches into it)",
+                    self.state.global_step, self.state.epoch, self.state.micro_batches_done)
+
     def fit(self) -> dict[str, float]:
         """Train until ``total_steps`` optimizer steps; returns the last step's metrics."""
         train = self.config.train
         last: dict[str, float] = {}
-        epoch = 0
-        while self.global_step < self.job.total_steps:
-            epoch += 1
-            batches = self.shard.iter_batches(
+        while self.state.global_step < self.job.total_steps:
+            batches = iter(self.shard.iter_batches(
                 batch_size=train.micro_batch_size, batch_format="numpy", drop_last=True
-            )
-            stepped = self._run_epoch(iter(batches), epoch)
-            if stepped:
-                last = stepped
-            elif self.global_step < self.job.total_steps:
+            ))
+            # The stream repeats its seeded order every epoch, so skipping the consumed
+            # micro-batches puts a resumed worker exactly where the checkpoint left it.
+            for _ in range(self.state.micro_batches_done):
+                next(batches, None)
+            stepped = self._run_epoch(batches)
+            if self.state.global_step >= self.job.total_steps:
+                return stepped or last
+            if not stepped:
                 raise RuntimeError(
-                    f"epoch {epoch} yielded no complete optimizer step on rank {self.rank}; "
-                    "the data shard is smaller than one global batch."
+                    f"epoch {self.state.epoch} yielded no complete optimizer step on rank "
+                    f"{self.rank}; the data shard is smaller than one global batch."
                 )
+            last = stepped
+            self.state.epoch += 1
+            self.state.micro_batches_done = 0
         return last
 
-    def _run_epoch(self, batches, epoch: int) -> dict[str, float]:
+    def _run_epoch(self, batches) -> dict[str, float]:
         last: dict[str, float] = {}
         sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
         micro_steps, tokens, started = 0, 0, time.perf_counter()
-        while self.global_step < self.job.total_steps:
+        while self.state.global_step < self.job.total_steps:
             if micro_steps == 0:
                 step_lr = float(self.scheduler.get_last_lr()[0])  # the lr this update uses
             rows = next(batches, None)
@@ -151,10 +179,30 @@ class WorkerTrainer:
             micro_steps, tokens = micro_steps + 1, tokens + num_tokens
             if micro_steps % self.config.train.grad_accum_steps:
                 continue
-            last = self._finish_step(sums, micro_steps, tokens, started, epoch, step_lr)
+            self.state.micro_batches_done += micro_steps
+            last = self._finish_step(sums, micro_steps, tokens, started, step_lr)
+            self._maybe_checkpoint(last)
             sums.clear()
             micro_steps, tokens, started = 0, 0, time.perf_counter()
         return last
+
+    def _maybe_checkpoint(self, values: dict[str, float]) -> None:
+        every = self.config.checkpoint.every_steps
+        step = self.state.global_step
+        if every and step % every == 0 and step < self.job.total_steps:
+            self.save_checkpoint(values)
+
+    def save_checkpoint(self, values: dict[str, float]) -> None:
+        """Report a checkpoint to Ray Train (every worker calls this at the same step)."""
+        import ray.train
+
+        self.state.objective = self.objective.state_dict()
+        self.state.rng = checkpointing.capture_rng()
+        with tempfile.TemporaryDirectory() as folder:
+            checkpointing.save(Path(folder), self.engine, self.state, self.rank)
+            ray.train.report(values,
+                             checkpoint=ray.train.Checkpoint.from_directory(folder))
+        logger.info("checkpoint at step %d", self.state.global_step)
 
     def _micro_step(self, rows) -> tuple[ObjectiveOutput, int]:
         sequences, extras = self.adapter.collate(rows, self.pad_token_id)
@@ -187,20 +235,20 @@ class WorkerTrainer:
         return logps
 
     def _finish_step(self, sums, micro_steps: int, tokens: int, started: float,
-                     epoch: int, lr: float) -> dict[str, float]:
-        self.global_step += 1
+                     lr: float) -> dict[str, float]:
+        self.state.global_step += 1
         values = {key: float(total) / micro_steps for key, total in sums.items()}
         elapsed = time.perf_counter() - started
         global_tokens = float(self.reducer.sum(torch.tensor(float(tokens))))
         values[metrics.TOKENS_PER_S] = global_tokens / max(elapsed, 1e-9)
         values[metrics.LEARNING_RATE] = lr
-        values[metrics.EPOCH] = float(epoch)
+        values[metrics.EPOCH] = float(self.state.epoch)
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
             values[metrics.GRAD_NORM] = float(grad_norm)
         if self.tracker is not None:
-            self.tracker.log(values, step=self.global_step)
-            logger.info("step %d/%d %s", self.global_step, self.job.total_steps,
+            self.tracker.log(values, step=self.state.global_step)
+            logger.info("step %d/%d %s", self.state.global_step, self.job.total_steps,
                         _progress_line(values))
         return values
 

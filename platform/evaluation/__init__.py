@@ -1,0 +1,1 @@
+"""Evaluation scoring: judge-reply parsing, judge prompts, metric aggregation, judge client."""
