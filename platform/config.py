@@ -37,20 +37,47 @@ class DataConfig(Section):
         default_factory=lambda: ["builtin:arithmetic"],
         min_length=1,
         description=(
-            "Training data: JSONL or Parquet files or directories, or a builtin dataset "
-            "(builtin:arithmetic)."
+            "Training data: JSONL, CSV or Parquet files or directories, a saved Hugging Face "
+            "dataset directory, object-store URIs (s3://, gs://, ...), a hub dataset name "
+            "(online only), or a builtin dataset (builtin:arithmetic)."
         ),
     )
-    format: Literal["auto", "binary", "paired"] = Field(
+    format: Literal["auto", "binary", "paired", "scored"] = Field(
         "auto",
         description=(
             "Row format: binary (prompt, completion, label), paired (prompt, chosen, "
-            "rejected), or auto (decided from the columns)."
+            "rejected), scored (prompt, response, a numeric score), or auto (decided from "
+            "the columns). Conversational (messages) and HH-RLHF variants are detected."
         ),
     )
-    balance: Literal["oversample", "none"] = Field(
+    score_field: str = Field(
+        "helpfulness", min_length=1,
+        description="Column of the numeric score of scored rows (HelpSteer2: helpfulness).",
+    )
+    up_threshold: float = Field(
+        4.0,
+        description="A scored row is thumbs-up when its score is at least this (paper: 4).",
+    )
+    balance: Literal["oversample", "undersample", "weight", "none"] = Field(
         "oversample",
-        description="Class balance of binary rows: oversample the minority class, or none.",
+        description=(
+            "Class balance of binary rows: oversample the minority class, undersample the "
+            "majority, weight rows so both classes weigh the same, or none."
+        ),
+    )
+    truncation: Literal["truncate", "drop"] = Field(
+        "truncate",
+        description=(
+            "Rows over the length limits: truncate (prompt from the left, completion from "
+            "the right) or drop (dropped and counted)."
+        ),
+    )
+    test_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Share of prompts held out as a test split (by a seeded prompt hash).",
+    )
+    split_seed: int = Field(
+        0, description="Seed of the prompt hash that assigns the test split."
     )
     max_length: int = Field(2048, gt=0, description="Longest prompt plus completion, tokens.")
     max_prompt_length: int = Field(1536, gt=0, description="Longest prompt, tokens (kept "

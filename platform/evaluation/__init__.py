@@ -1,1 +1,1 @@
-"""Evaluation scoring: judge-reply parsing, judge prompts, metric aggregation, judge client."""
+"""Evaluation scoring: reply parsing, judge prompts, aggregation and the judge client."""

@@ -145,6 +145,7 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
     from platform.data.pipeline import build_stream, total_steps
     from platform.tracking import MetricLogger
     from platform.train.loop import WorkerJob, train_loop_per_worker
+    from platform.train.sharding import DeterministicShards
 
     resources = plan_resources(config)
     shape, requires_both_labels, mismatched_pairs = objective_traits(config.objective)
@@ -180,6 +181,7 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
             checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint.keep),
         ),
         datasets={"train": stream},
+        dataset_config=DeterministicShards(),
     )
     trainer.fit()
     final = MlflowClient(uri).get_run(handle.run_id).data.metrics  # last value of each

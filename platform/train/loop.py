@@ -200,8 +200,9 @@ class WorkerTrainer:
         self.state.rng = checkpointing.capture_rng()
         with tempfile.TemporaryDirectory() as folder:
             checkpointing.save(Path(folder), self.engine, self.state, self.rank)
-            ray.train.report(values,
-                             checkpoint=ray.train.Checkpoint.from_directory(folder))
+            # One folder name for every worker: Ray Train merges their parts into it.
+            ray.train.report(values, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                             checkpoint_dir_name=f"checkpoint_step{self.state.global_step:08d}")
         logger.info("checkpoint at step %d", self.state.global_step)
 
     def _micro_step(self, rows) -> tuple[ObjectiveOutput, int]:

@@ -94,20 +94,37 @@ def test_strict_mode_names_file_and_line(ray_cluster, tmp_path):
         summarize(read_rows(DataConfig(train=[str(path)])))
 
 
-def test_real_compressed_file_is_read_in_place_and_every_row_accounted_for(ray_cluster):
+def _hh_usable(record: dict) -> bool:
+    """An HH-RLHF pair that converts: both dialogues share everything before the final
+    ``Assistant:`` turn and both final replies hold text."""
+    marker = "\n\nAssistant:"
+    chosen, rejected = record["chosen"], record["rejected"]
+    cut_chosen, cut_rejected = chosen.rfind(marker), rejected.rfind(marker)
+    return (chosen[:cut_chosen] == rejected[:cut_rejected]
+            and bool(chosen[cut_chosen + len(marker):].strip())
+            and bool(rejected[cut_rejected + len(marker):].strip()))
+
+
+def test_real_compressed_file_is_read_in_place_and_every_row_accounted_for(ray_cluster,
+                                                                           tiny_model_path):
     source = SHARED_DATA / "feedback" / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
     if not source.exists():
         pytest.skip(f"shared data not present at {source}")
     with gzip.open(source, "rt") as handle:
-        lines = sum(1 for line in handle if line.strip())
-    # HH-RLHF rows hold whole dialogues in chosen/rejected and no prompt field: without the
-    # HH-RLHF converter each is a bad row, skipped and counted, none lost.
-    # TODO(#4): the HH-RLHF text converter turns these into prompt/chosen/rejected pairs.
-    summary = summarize(read_rows(DataConfig(train=[str(source)], on_bad_row="skip")))
-    assert summary.input_rows == lines == 2312
-    assert summary.bad_rows == lines
-    assert list(summary.problems) == [next(iter(summary.problems))]
-    assert next(iter(summary.problems)).startswith("missing fields")
+        records = [json.loads(line) for line in handle if line.strip()]
+    usable = sum(_hh_usable(record) for record in records)
+    data = DataConfig(train=[str(source)], on_bad_row="skip")
+    stream, summary = build_stream(data, DataShape.BINARY, tiny_model_path, seed=0,
+                                   objective="bco")
+    # Each HH-RLHF pair becomes a thumbs-up (chosen) and a thumbs-down (rejected) row; the
+    # rest are bad rows by reason (dialogues that differ earlier, an empty final reply).
+    assert summary.input_rows == len(records) == 2312
+    assert summary.pairs == usable and summary.bad_rows == len(records) - usable
+    assert set(summary.problems) == {"chosen and rejected differ before the final reply",
+                                     "field 'chosen' is empty"}
+    assert (summary.up_rows, summary.down_rows) == (usable, usable)
+    labels = [bool(row["label"]) for row in stream.select_columns(["label"]).take_all()]
+    assert labels.count(True) == labels.count(False) == usable == summary.train_rows // 2
 
 
 def test_total_steps_and_too_little_data():

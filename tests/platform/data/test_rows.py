@@ -7,7 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from platform.data import rows
+from platform.data import formats, rows
+
+AUTO = formats.RowRules()
+SKIP = rows.ReadOptions(strict=False)
 
 
 @pytest.mark.parametrize(
@@ -15,27 +18,38 @@ from platform.data import rows
     [
         ({"prompt": "p", "completion": "c"}, "missing fields"),
         ({"prompt": "p", "completion": "c", "label": 1}, "must be true (thumbs-up) or false"),
+        ({"prompt": "p", "completion": "c", "label": "true"}, "got 'true' (str)"),
         ({"prompt": "p", "completion": "c", "label": "yes"}, "got 'yes' (str)"),
         ({"prompt": "p", "completion": "  ", "label": True}, "field 'completion' is empty"),
         ({"prompt": 3, "completion": "c", "label": True}, "field 'prompt' must be a string"),
         ({"prompt": "p", "completion": None, "label": True}, "'completion' is missing or null"),
         ({"prompt": "p", "chosen": "a", "rejected": ""}, "field 'rejected' is empty"),
         (["not", "an", "object"], "must be a JSON object"),
+        ({"prompt": "p", "response": "r", "helpfulness": float("nan")}, "not a finite number"),
+        ({"prompt": "p", "response": "r", "helpfulness": "4"}, "is not a number: got '4'"),
+        ({"messages": "hi", "label": True}, "'messages' is not a list of turns"),
+        ({"messages": [{"role": "user", "content": "q"}], "label": True},
+         "does not end with an assistant turn"),
+        ({"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}],
+          "label": True}, "malformed turn"),
     ],
 )
 def test_bad_records_name_their_defect(record, problem):
-    found, fields = rows.check_record(record, "auto")
+    found, fields = formats.check_record(record, AUTO)
     assert problem in found
     assert fields == {}
 
 
 def test_format_is_detected_from_the_columns():
-    assert rows.check_record({"prompt": "p", "completion": "c", "label": False}, "auto")[1][
+    assert formats.check_record({"prompt": "p", "completion": "c", "label": False}, AUTO)[1][
         "kind"] == rows.BINARY
-    assert rows.check_record({"prompt": "p", "chosen": "a", "rejected": "b"}, "auto")[1][
+    assert formats.check_record({"prompt": "p", "chosen": "a", "rejected": "b"}, AUTO)[1][
         "kind"] == rows.PAIRED
-    problem, _ = rows.check_record({"prompt": "p", "chosen": "a", "rejected": "b"}, "binary")
-    assert "missing fields" in problem
+    assert formats.check_record({"prompt": "p", "response": "r", "helpfulness": 3}, AUTO)[1][
+        "kind"] == rows.SCORED
+    problem, _ = formats.check_record({"prompt": "p", "chosen": "a", "rejected": "b"},
+                                      formats.RowRules(expected="binary"))
+    assert problem.startswith("missing fields")
 
 
 def _jsonl_batch(lines: list[str]) -> pd.DataFrame:
@@ -46,7 +60,7 @@ def _jsonl_batch(lines: list[str]) -> pd.DataFrame:
 def test_strict_mode_fails_on_the_first_bad_row_with_file_and_line():
     good = json.dumps({"prompt": "p", "completion": "c", "label": True})
     with pytest.raises(rows.BadRowError) as info:
-        rows.normalize_jsonl_batch(_jsonl_batch([good, "{not json"]), "auto", strict=True)
+        rows.normalize_jsonl_batch(_jsonl_batch([good, "{not json"]), rows.ReadOptions())
     message = str(info.value)
     assert message.startswith("/data/f.jsonl:2: not valid JSON")
     assert "data.on_bad_row=skip" in message
@@ -55,7 +69,7 @@ def test_strict_mode_fails_on_the_first_bad_row_with_file_and_line():
 def test_skip_mode_keeps_bad_rows_marked_for_counting():
     good = json.dumps({"prompt": "p", "completion": "c", "label": True})
     bad = json.dumps({"prompt": "p", "completion": "c", "label": "no"})
-    out = rows.normalize_jsonl_batch(_jsonl_batch([good, bad]), "auto", strict=False)
+    out = rows.normalize_jsonl_batch(_jsonl_batch([good, bad]), SKIP).to_pandas()
     assert list(out["problem"] == "") == [True, False]
     assert out.loc[1, "line"] == 2 and "label" in out.loc[1, "problem"]
 

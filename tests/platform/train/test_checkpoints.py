@@ -57,7 +57,8 @@ def reference_run(ray_cluster, tmp_path_factory):
 def test_checkpoints_are_written_every_n_steps_and_at_the_end(reference_run):
     result, trajectory = reference_run
     run_dir = Path(result.model_dir).parent
-    checkpoints = sorted((run_dir / "ray" / "attempt-1").glob("checkpoint_*"))
+    checkpoints = sorted(p for p in (run_dir / "ray" / "attempt-1").glob("checkpoint_*")
+                         if p.is_dir())
     assert len(checkpoints) == 2  # steps 2, 4 and 6 were written; checkpoint.keep = 2
     newest = checkpoints[-1]
     assert {"trainer_state_rank0.pt", "trainer_state_rank1.pt", "engine"} <= {
@@ -84,6 +85,18 @@ def _wait_for_step(uri: str, experiment: str, step: int, timeout_s: float = 600)
     raise TimeoutError(f"no run logged step {step} within {timeout_s} s")
 
 
+def _wait_for_registered_checkpoint(out: Path, name: str, timeout_s: float = 300) -> None:
+    """Ray Train registers a reported checkpoint once its controller has collected every
+    worker's report; a failure before that restarts from the previous checkpoint."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snapshots = out.glob("*/ray/attempt-1/checkpoint_manager_snapshot.json")
+        if any(name in snapshot.read_text() for snapshot in snapshots):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"checkpoint {name} was not registered within {timeout_s} s")
+
+
 def test_a_killed_worker_resumes_from_the_last_checkpoint(reference_run, tmp_path):
     _, trajectory = reference_run
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -93,7 +106,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(reference_run, tmp_pat
     runner = threading.Thread(target=lambda: outcome.update(result=launch(config)))
     runner.start()
 
-    run_id = _wait_for_step(uri, "bco-platform", 3)  # a checkpoint exists at step 2
+    run_id = _wait_for_step(uri, "bco-platform", 3)
+    _wait_for_registered_checkpoint(tmp_path / "out", "checkpoint_step00000002")
     victims = _worker_pids()
     assert len(victims) == 2
     os.kill(victims[1], signal.SIGKILL)
@@ -113,7 +127,8 @@ def test_a_killed_driver_resumes_its_mlflow_run(reference_run, ray_cluster, tmp_
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        run_id = _wait_for_step(uri, "bco-platform", 5)  # checkpoints exist at 2 and 4
+        run_id = _wait_for_step(uri, "bco-platform", 5)
+        _wait_for_registered_checkpoint(tmp_path / "out", "checkpoint_step00000004")
     finally:
         _interrupt(driver, before)
 
