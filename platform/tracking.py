@@ -16,10 +16,11 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
+from platform.metric_sender import MetricSender
+
 logger = logging.getLogger(__name__)
 
 _PARAM_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
-_METRIC_BATCH = 1000
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -82,12 +83,18 @@ def run_url_hint(uri: str, run_id: str) -> str:
 
 
 class MetricLogger:
-    """Sends one flat dict of floats per optimizer step (rank 0 only)."""
+    """One flat dict of floats per optimizer step (rank 0 only), sent in the background.
 
-    def __init__(self, uri: str, run_id: str) -> None:
+    Delivery is ordered and retried (``platform.metric_sender``): a tracking server that
+    goes away mid-run delays the metrics, never the training, and loses none of them.
+    """
+
+    def __init__(self, uri: str, run_id: str, spill_path: Path | None = None) -> None:
         self._client = MlflowClient(uri)
         self._run_id = run_id
         self._logged_through = 0  # steps up to this one are in the run already
+        spill = spill_path or Path.cwd() / f"unsent_metrics_{run_id}.jsonl"
+        self._sender = MetricSender(self._client, run_id, spill)
 
     def skip_logged_steps(self) -> None:
         """After a restart, steps the run already holds are not logged again: a step
@@ -101,12 +108,31 @@ class MetricLogger:
         if step <= self._logged_through:
             return
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), timestamp, step) for key, value in values.items()]
-        for start in range(0, len(metrics), _METRIC_BATCH):
-            self._client.log_batch(self._run_id, metrics=metrics[start:start + _METRIC_BATCH])
+        self._sender.send([Metric(key, float(value), timestamp, step)
+                           for key, value in values.items()])
+
+    def close(self) -> None:
+        """Deliver everything queued (or spill it to a file, saying so)."""
+        self._sender.close()
 
     def log_text(self, text: str, artifact_file: str) -> None:
         self._client.log_text(self._run_id, text, artifact_file)
 
     def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
         self._client.log_artifacts(self._run_id, local_dir, artifact_path)
+
+
+def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail at start, not at step 1, when a tracking server cannot be reached."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s).raise_for_status()
+    except requests.RequestException as exc:
+        raise ValueError(
+            f"the MLflow tracking server at {uri} is unreachable ({type(exc).__name__}: "
+            f"{exc}). Start it (deploy/README.md), fix tracking.uri, or leave tracking.uri "
+            "unset to record the run in ./mlflow.db."
+        ) from None

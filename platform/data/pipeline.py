@@ -9,7 +9,7 @@
 5. ``balance``, per-row weights, a seeded shuffle, and the trainer's columns (``assemble``).
 
 The stream re-runs steps 4-5 from the materialized blocks every epoch, in the same seeded
-order; Ray Train splits it into equal shards, one per worker (see :func:`steps_per_epoch`).
+order; the trainer cuts it into equal shards, one per worker (see :func:`steps_per_epoch`).
 """
 
 from __future__ import annotations
@@ -128,13 +128,14 @@ def steps_per_epoch(train_rows: int, num_workers: int, micro_batch_size: int,
                     grad_accum_steps: int) -> int:
     """Optimizer steps per epoch when every worker gets an equal shard.
 
-    The remainder: Ray Train splits the stream with ``streaming_split(equal=True)``, which
-    drops the last ``train_rows % num_workers`` rows of the epoch, and each worker drops
-    its last incomplete micro-batch (``drop_last``), so no worker waits for another in a
-    collective. At most ``num_workers * micro_batch_size - 1`` rows of an epoch go unused
-    this way; the stream's order is seeded and the same every epoch, so they are the same
-    rows every epoch (a seeded random set, not the end of a file). Micro-batches past the
-    last whole group of ``grad_accum_steps`` are not counted as a step here.
+    The remainder: the trainer cuts each epoch of the stream into equal shards, one per
+    worker (``equal=True``, ``platform.train.sharding``), which drops the last
+    ``train_rows % num_workers`` rows of the epoch, and each worker drops its last
+    incomplete micro-batch (``drop_last``), so no worker waits for another in a collective.
+    At most ``num_workers * micro_batch_size - 1`` rows of an epoch go unused this way; the
+    stream's order is seeded and the same every epoch, so they are the same rows every
+    epoch (a seeded random set, not the end of a file). Micro-batches past the last whole
+    group of ``grad_accum_steps`` are not counted as a step here.
     """
     rows_per_worker = train_rows // num_workers
     micro_batches = rows_per_worker // micro_batch_size

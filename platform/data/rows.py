@@ -138,16 +138,3 @@ def prompt_hash(prompt: str, chat: bool, seed: int) -> int:
 def split_of(hashed: int, test_fraction: float) -> str:
     """``test`` for the prompts whose hash falls in the first ``test_fraction`` of the range."""
     return TEST if (hashed % _HASH_SPAN) < test_fraction * _HASH_SPAN else TRAIN
-
-
-def paired_to_binary(batch: pd.DataFrame) -> pd.DataFrame:
-    """Each paired row becomes a thumbs-up row (chosen) and a thumbs-down row (rejected);
-    binary rows pass through."""
-    binary = batch[batch["kind"] != PAIRED]
-    paired = batch[batch["kind"] == PAIRED]
-    if paired.empty:
-        return batch
-    up = paired.assign(kind=BINARY, completion=paired["chosen"], label=True)
-    down = paired.assign(kind=BINARY, completion=paired["rejected"], label=False)
-    out = pd.concat([binary, up, down], ignore_index=True)
-    return out.assign(chosen="", rejected="")

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What a local run does not ship to its workers (the working_dir is the repository).
-WORKING_DIR_EXCLUDES = [".venv/", ".git/", "outputs/", "mlruns/", "mlartifacts/", "mlflow.db",
+WORKING_DIR_EXCLUDES = [".venv/", ".venv-*/", ".git/", "outputs/", "mlruns/", "mlartifacts/", "mlflow.db",
                         "**/__pycache__/", "*.egg-info/", ".pytest_cache/", ".ruff_cache/"]
 
 
@@ -120,6 +120,7 @@ def launch(config: RunConfig, parent_run_id: str | None = None) -> TrainResult:
     from platform.train.run_handle import open_run
 
     uri = tracking.resolve_tracking_uri(config.tracking.uri)
+    tracking.check_reachable(uri)
     handle = open_run(config, uri, parent_run_id)
     try:
         logger.info("resolving model %s", config.model.name)
@@ -157,8 +158,10 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
     train = config.train
     steps = total_steps(summary.train_rows, resources.num_workers, train.micro_batch_size,
                         train.grad_accum_steps, train.epochs, train.max_steps)
-    _log_setup(MetricLogger(uri, handle.run_id), config, summary, resources, steps, yaml,
+    setup_logger = MetricLogger(uri, handle.run_id, handle.run_dir / "unsent_metrics.jsonl")
+    _log_setup(setup_logger, config, summary, resources, steps, yaml,
                resumed=handle.resume_dir is not None)
+    setup_logger.close()
     logger.info("training %s on %d %s worker(s) (%.2f CPU each) for %d optimizer steps",
                 config.objective, resources.num_workers, "GPU" if resources.use_gpu else "CPU",
                 resources.cpus_per_worker, steps)

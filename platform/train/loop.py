@@ -9,6 +9,7 @@ flat dict of metrics per optimizer step to MLflow.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -54,6 +55,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     job: WorkerJob = loop_config["job"]
     rank = ray.train.get_context().get_world_rank()
+    # Metrics are retried by the platform's sender; MLflow's own long retry loop would only
+    # delay noticing that the server is back.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     _configure_logging(rank)
     ds.prepare_accelerator(job.use_gpu)
     torch.set_num_threads(job.num_threads)
@@ -104,7 +109,9 @@ class WorkerTrainer:
         self.reducer = DistributedReducer()
         self.pad_token_id = load_tokenizer(job.policy_path).pad_token_id
         self.engine, self.scheduler, self.reference = self._build_models()
-        self.tracker = MetricLogger(job.tracking_uri, job.run_id) if rank == 0 else None
+        self.tracker = MetricLogger(job.tracking_uri, job.run_id,
+                                    Path(job.run_dir) / "unsent_metrics.jsonl") \
+            if rank == 0 else None
         self.state = checkpointing.TrainerState(mlflow_run_id=job.run_id)
 
     def _build_models(self):
@@ -261,8 +268,15 @@ class WorkerTrainer:
         model_dir = Path(self.job.run_dir) / "model"
         self.engine.module.save_pretrained(model_dir, state_dict=state_dict)
         load_tokenizer(self.job.policy_path).save_pretrained(model_dir)
+        self.tracker.close()  # every step's metrics are in MLflow (or spilled, loudly)
         logger.info("saved the policy to %s; logging it to MLflow", model_dir)
-        self.tracker.log_artifacts(str(model_dir), "model")
+        try:
+            self.tracker.log_artifacts(str(model_dir), "model")
+        except Exception as exc:  # the model is safe on disk; a lost upload must not fail
+            logger.error("could not log the model to MLflow (%s); it is in %s. Log it "
+                         "later with `mlflow artifacts log-artifacts --local-dir %s "
+                         "--run-id %s --artifact-path model`", exc, model_dir, model_dir,
+                         self.job.run_id)
 
 
 def _accumulate(sums: dict[str, torch.Tensor], output: ObjectiveOutput,

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from objectives.base import DataShape
 from platform.data import formats, rows
+from platform.data.tokenize import prepared_schema
+from platform.data.usable import shape_rows
 
 AUTO = formats.RowRules()
 SKIP = rows.ReadOptions(strict=False)
@@ -75,13 +79,18 @@ def test_skip_mode_keeps_bad_rows_marked_for_counting():
 
 
 def test_pairs_become_one_thumbs_up_and_one_thumbs_down_row():
-    batch = pd.DataFrame([
-        {"source": "s", "line": 1, "kind": rows.PAIRED, "prompt": "q", "completion": "",
-         "label": False, "chosen": "good", "rejected": "bad", "problem": ""},
-        {"source": "s", "line": 2, "kind": rows.BINARY, "prompt": "q2", "completion": "x",
-         "label": True, "chosen": "", "rejected": "", "problem": ""},
-    ])
-    out = rows.paired_to_binary(batch)
-    assert sorted(zip(out["completion"], out["label"], strict=True)) == [
-        ("bad", False), ("good", True), ("x", True)]
-    assert set(out["kind"]) == {rows.BINARY}
+    base = {"source": "s", "line": 1, "prompt": "q", "chat": False, "completion": "",
+            "label": False, "chosen": "", "rejected": "", "score": None, "problem": "",
+            "split": rows.TRAIN, "prompt_hash": 0, "prompt_ids": [1], "completion_ids": [],
+            "chosen_ids": [], "rejected_ids": [], "prompt_truncated": False,
+            "completion_truncated": False}
+    table = pa.Table.from_pylist([
+        base | {"kind": rows.PAIRED, "chosen": "good", "rejected": "bad", "chosen_ids": [7],
+                "rejected_ids": [8]},
+        base | {"kind": rows.BINARY, "completion": "x", "label": True, "completion_ids": [9]},
+    ], schema=prepared_schema())
+    out = shape_rows(table, DataShape.BINARY).to_pylist()
+    assert sorted((r["completion"], r["completion_ids"], r["label"]) for r in out) == [
+        ("bad", [8], False), ("good", [7], True), ("x", [9], True)]
+    assert {r["kind"] for r in out} == {rows.BINARY}
+    assert shape_rows(table, DataShape.PAIRED).num_rows == 1
