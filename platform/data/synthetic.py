@@ -161,16 +161,25 @@ def _simulated_answer(problem: _Problem, rng: random.Random) -> int:
     return correct + rng.choice((-1, 1))
 
 
-def _render(problem: _Problem, rng: random.Random) -> tuple[str, str]:
-    """(prompt, completion) for one problem, in a randomly chosen phrasing and style."""
+def _question(problem: _Problem, rng: random.Random) -> str:
+    """The prompt for one problem, in a randomly chosen phrasing."""
     a, b, symbol = problem.a, problem.b, problem.symbol
     instruction = _INSTRUCTIONS[symbol].format(a=a, b=b)
-    prompt = rng.choice(_PROMPT_STYLES).format(
+    return rng.choice(_PROMPT_STYLES).format(
         a=a, b=b, symbol=symbol, word=_WORDS[symbol], instruction=instruction
     )
-    value = _simulated_answer(problem, rng)
-    completion = rng.choice(_ANSWER_STYLES).format(a=a, b=b, symbol=symbol, value=value)
-    return prompt, completion
+
+
+def _answer(problem: _Problem, value: int, rng: random.Random) -> str:
+    """A reply stating ``value``, in a randomly chosen style."""
+    return rng.choice(_ANSWER_STYLES).format(a=problem.a, b=problem.b, symbol=problem.symbol,
+                                             value=value)
+
+
+def _render(problem: _Problem, rng: random.Random) -> tuple[str, str]:
+    """(prompt, completion) for one problem, in a randomly chosen phrasing and style."""
+    prompt = _question(problem, rng)
+    return prompt, _answer(problem, _simulated_answer(problem, rng), rng)
 
 
 def _arithmetic_rows(split: str) -> list[Row]:
@@ -206,16 +215,9 @@ def _arithmetic_pair_rows(split: str) -> list[Row]:
 
     rows: list[Row] = []
     for problem in problems:
-        a, b, symbol = problem.a, problem.b, problem.symbol
-        prompt = rng.choice(_PROMPT_STYLES).format(
-            a=a, b=b, symbol=symbol, word=_WORDS[symbol],
-            instruction=_INSTRUCTIONS[symbol].format(a=a, b=b),
-        )
-        answers = [problem.apply(symbol), _wrong_answer(problem, rng)]
-        chosen, rejected = (
-            rng.choice(_ANSWER_STYLES).format(a=a, b=b, symbol=symbol, value=value)
-            for value in answers
-        )
+        prompt = _question(problem, rng)
+        answers = [problem.apply(problem.symbol), _wrong_answer(problem, rng)]
+        chosen, rejected = (_answer(problem, value, rng) for value in answers)
         if not check_answer(prompt, chosen) or check_answer(prompt, rejected):
             continue  # a pair the verifier cannot order is not a preference
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})

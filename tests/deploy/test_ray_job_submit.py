@@ -106,21 +106,35 @@ def _submit(address: str, words: list[str]) -> subprocess.CompletedProcess:
     )
 
 
+def readme_job_command() -> str:
+    """The ``ray job submit`` line of the README's "On a Ray cluster" section."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### On a Ray cluster", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    (line,) = [line.strip() for line in block.splitlines()
+               if line.strip().startswith("ray job submit")]
+    return " ".join(line.split())
+
+
 @pytest.mark.slow
-def test_tiny_recipe_runs_as_a_ray_job(job_cluster, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # Three logical CPUs on the two nodes; two training workers leave one to the data stream.
-    done = _submit(job_cluster, ["objective=bco", "recipe=tiny", "train.max_steps=2",
-                                 "resources.num_workers=2", f"tracking.uri={uri}",
-                                 f"train.output_dir={tmp_path}/out"])
+def test_the_readme_job_command_runs_word_for_word(job_cluster, tmp_path):
+    command = readme_job_command()
+    assert command.startswith("ray job submit --address http://127.0.0.1:8265 --working-dir . "
+                              "-- python -m platform.run objective=bco recipe=tiny")
+    # Only the cluster's address and the tracking store's folder are the test's own.
+    command = command.replace("http://127.0.0.1:8265", job_cluster)
+    command = command.replace("$PWD", str(tmp_path))
+    done = subprocess.run(["bash", "-c", command], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in (done.stdout + done.stderr)
-    assert "step 2/2" in done.stdout  # progress reaches the job's logs
+    assert "step 8/8" in done.stdout  # progress reaches the job's logs
 
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("bco-platform").experiment_id])
     assert run.info.status == "FINISHED"
-    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 8
 
 
 @pytest.mark.slow

@@ -76,3 +76,51 @@ def test_two_workers_hold_the_hand_computed_global_delta(ray_cluster, tmp_path):
     for record in records:  # identical on both workers, equal to the hand computation
         assert record["deltas"] == pytest.approx(expected_deltas, rel=1e-12)
         assert record["loss"] == pytest.approx(expected_loss, rel=1e-12)
+
+
+# Mismatched-pair log-ratios per worker (reference 0, beta 1): z_ref's inputs.
+KTO_MISMATCHED = {0: [0.2, 0.6, -0.2], 1: [1.0]}
+
+
+def _kto_loop(config: dict) -> None:
+    import json
+    import tempfile
+
+    import ray.train
+
+    from objectives import metrics
+    from objectives.base import BinaryLogps
+    from objectives.kto import KTOConfig, KTOObjective
+    from platform.train.reduce import DistributedReducer
+
+    rank = ray.train.get_context().get_world_rank()
+    rewards, labels = WORKER_BATCHES[rank]
+    policy = torch.tensor(rewards, dtype=torch.float64)
+    mismatched = torch.tensor(KTO_MISMATCHED[rank], dtype=torch.float64)
+    batch = BinaryLogps(policy_logps=policy, reference_logps=torch.zeros_like(policy),
+                        labels=torch.tensor(labels), completion_lengths=torch.ones(len(labels)),
+                        policy_mismatched_logps=mismatched,
+                        reference_mismatched_logps=torch.zeros_like(mismatched))
+    out = KTOObjective(KTOConfig(beta=1.0))(batch, DistributedReducer())
+    with tempfile.TemporaryDirectory() as folder:
+        record = {"z_ref": float(out.metrics[metrics.Z_REF])}
+        (Path(folder) / f"rank{rank}.json").write_text(json.dumps(record))
+        ray.train.report({}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def test_two_workers_hold_the_hand_computed_global_kto_reference_point(ray_cluster, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    # z_ref = max(0, mean of the 4 mismatched log-ratios) = (0.2 + 0.6 - 0.2 + 1.0) / 4 = 0.4;
+    # worker 1 alone would say 1.0 and worker 0 alone 0.2: only the all-reduce gives 0.4.
+    trainer = TorchTrainer(
+        _kto_loop,
+        scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
+        torch_config=TorchConfig(backend="gloo"),
+        run_config=RunConfig(name=f"kto-{tmp_path.name}", storage_path=str(tmp_path)),
+    )
+    with trainer.fit().checkpoint.as_directory() as folder:
+        values = [json.loads((Path(folder) / f"rank{rank}.json").read_text())["z_ref"]
+                  for rank in (0, 1)]
+    assert values == pytest.approx([0.4, 0.4], rel=1e-12)
