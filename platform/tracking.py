@@ -118,6 +118,9 @@ class MetricLogger:
     def log_text(self, text: str, artifact_file: str) -> None:
         self._client.log_text(self._run_id, text, artifact_file)
 
+    def set_tag(self, key: str, value: str) -> None:
+        self._client.set_tag(self._run_id, key, value)
+
     def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
         self._client.log_artifacts(self._run_id, local_dir, artifact_path)
 

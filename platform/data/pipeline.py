@@ -74,6 +74,9 @@ def build_stream(
     objective's ``fit_row_weights`` bound to its config) learns per-row weights from a
     sample of the binary rows; they travel in a ``weight`` column.
     """
+    # Blocks keep their order whichever task finishes first: a restarted or resumed run must
+    # see exactly the rows, in the order, that the interrupted one saw.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
     drop_long = config.truncation == "drop"
     prepared = prepare_rows(config, tokenizer_path).materialize()
     summary = summarize(prepared, drop_long)

@@ -283,7 +283,7 @@ def materialize_builtin_dataset(name: str, split: str = "train") -> Path:
         with path.open("w", encoding="utf-8", newline="\n") as stream:
             for row in rows:
                 stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        thumbs_up = sum(bool(row["label"]) for row in rows)
+        thumbs_up = sum(bool(row.get("label")) for row in rows)  # pairs have no label
         logger.info(
             "wrote %d rows of %s/%s (%d thumbs-up) to %s", len(rows), name, split, thumbs_up, target
         )

@@ -86,6 +86,7 @@ def usable_rows(prepared: ray.data.Dataset, shape: DataShape, drop_long: bool,
 
 def _scored_rows(kept: ray.data.Dataset, shape: DataShape,
                  summary: DataSummary) -> ray.data.Dataset:
+    """Scored rows paired by prompt; their outcome counts go into the summary."""
     only_scored = kept.map_batches(_kind_rows, batch_format="pyarrow",
                                    fn_kwargs={"kind": SCORED})
     marked = scoring.pair_scored(only_scored, shape, summary.scored).materialize()

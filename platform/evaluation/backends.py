@@ -25,8 +25,9 @@ from platform.evaluation.generation import (
 
 logger = logging.getLogger(__name__)
 
-# vLLM's CPU backend reserves this much memory for its KV cache unless told otherwise;
-# the default (4 GiB) is more than an evaluation of small models needs.
+# GiB that vLLM's CPU backend gives its KV cache. Unset, it takes a share of the node's
+# memory (gpu_memory_utilization of it), far more than small evaluation models need, and
+# two engines (answers and judge) run at once.
 KV_CACHE_ENV_VAR = "VLLM_CPU_KVCACHE_SPACE"
 
 
@@ -85,7 +86,7 @@ class VllmGenerator:
 class TransformersGenerator:
     """Hugging Face ``generate``, one request at a time, in this process."""
 
-    def __init__(self, model_path: str, *, seed: int, trust_remote_code: bool,
+    def __init__(self, model_path: str, *, trust_remote_code: bool,
                  max_model_len: int | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -97,7 +98,6 @@ class TransformersGenerator:
             model_path, trust_remote_code=trust_remote_code).eval()
         self._max_model_len = max_model_len or int(
             getattr(self._model.config, "max_position_embeddings", 2048))
-        self._seed = seed
         self.info = {"max_model_len": self._max_model_len, "backend": "transformers"}
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
@@ -108,14 +108,14 @@ class TransformersGenerator:
         ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
         ids, max_tokens, truncated = fit_prompt(ids, self._max_model_len, request.max_tokens)
         kwargs = hf_generate_kwargs(request) | {"max_new_tokens": max_tokens}
-        self._torch.manual_seed(self._seed + request.seed)
+        self._torch.manual_seed(request.seed)  # per request, as vLLM seeds each one
         eos = self._stop_token_ids()
+        pad = self._tokenizer.pad_token_id
         with self._torch.no_grad():
             output = self._model.generate(
                 self._torch.tensor([ids]), attention_mask=self._torch.ones(1, len(ids),
                                                                            dtype=int),
-                eos_token_id=eos, pad_token_id=self._tokenizer.pad_token_id or eos[0],
-                **kwargs)
+                eos_token_id=eos, pad_token_id=eos[0] if pad is None else pad, **kwargs)
         new = output[0, len(ids):].tolist()
         stopped = bool(new) and new[-1] in eos
         answer = self._tokenizer.decode(new, skip_special_tokens=True)

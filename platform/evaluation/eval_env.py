@@ -21,9 +21,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_VENV = REPO_ROOT / ".venv-eval"
 EVAL_PYTHON_ENV_VAR = "BCO_EVAL_PYTHON"
 SETUP_COMMAND = "make setup-eval"
-# Environment variables the vLLM workers need from the driver (offline hub, caches).
+# Environment variables the vLLM workers need from the driver: offline hub, caches, and
+# vLLM's own switch for a context longer than the model was trained for.
 _FORWARDED = ("BCO_PLATFORM_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-              "TOKENIZERS_PARALLELISM")
+              "TOKENIZERS_PARALLELISM", "VLLM_ALLOW_LONG_MAX_MODEL_LEN")
 
 
 class EvalEnvironmentError(RuntimeError):
@@ -63,5 +64,4 @@ def actor_runtime_env(python: Path, extra_env: dict[str, str] | None = None
     """
     env_vars = {name: os.environ[name] for name in _FORWARDED if name in os.environ}
     env_vars.update(extra_env or {})
-    # A CPU wheel never finds a GPU; this keeps vLLM from probing CUDA on a CPU node.
     return {"py_executable": str(python), "env_vars": env_vars}

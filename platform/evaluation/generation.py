@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -157,6 +158,13 @@ def turn_messages(conversation: Conversation, answers: Sequence[str]) -> tuple[M
     return tuple(messages)
 
 
+def conversation_seed(key: str, seed: int) -> int:
+    """The sampling seed of a conversation: from its key, not its position in the batch,
+    so a question gets the same answer whatever else is evaluated with it (and a re-run
+    asks the judge the same questions, which its cache then answers)."""
+    return seed + zlib.crc32(key.encode("utf-8")) % 2**31
+
+
 def answer_conversations(generator: Generator, conversations: Sequence[Conversation],
                          seed: int = 0) -> list[list[Generation]]:
     """Every turn of every conversation, one batch per turn index."""
@@ -168,7 +176,7 @@ def answer_conversations(generator: Generator, conversations: Sequence[Conversat
             turn_messages(conversations[i], [g.text for g in answers[i]]),
             max_tokens=conversations[i].max_tokens,
             temperature=conversations[i].temperature, top_p=conversations[i].top_p,
-            seed=seed + i) for i in asked]
+            seed=conversation_seed(conversations[i].key, seed)) for i in asked]
         started = time.monotonic()
         for i, generation in zip(asked, generator.generate(requests), strict=True):
             answers[i].append(generation)

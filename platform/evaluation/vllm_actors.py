@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 _SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 _LOG_TAIL_CHARS = 3000
+# Runs before the server (then execs it): on Linux the kernel sends SIGTERM to the server
+# when this actor dies, even by SIGKILL (ray.kill), so no server outlives its actor.
+_DIE_WITH_PARENT = ("import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); "
+                    "os.execv(sys.argv[1], sys.argv[1:])")
 
 
 def _engine_kwargs(max_model_len: int | None, dtype: str, seed: int,
@@ -39,7 +42,10 @@ def _engine_kwargs(max_model_len: int | None, dtype: str, seed: int,
                               "trust_remote_code": trust_remote_code,
                               # Graph capture costs minutes on a CPU and saves little on
                               # short evaluation batches.
-                              "enforce_eager": True}
+                              "enforce_eager": True,
+                              # The engine in this process (with multiprocessing off, see
+                              # VllmEngineWorker): one vLLM import fewer to wait for.
+                              "distributed_executor_backend": "uni"}
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
     return kwargs
@@ -51,6 +57,9 @@ class VllmEngineWorker:
     def __init__(self, model_path: str, max_model_len: int | None = None,
                  dtype: str = "auto", seed: int = 0, trust_remote_code: bool = False) -> None:
         started = time.monotonic()
+        # Before vLLM reads its settings: on CPU it accepts the in-process executor only
+        # with the engine in this process too.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
         self._llm = LLM(model=model_path, **_engine_kwargs(max_model_len, dtype, seed,
@@ -100,7 +109,8 @@ def server_command(python: str, model_path: str, served_name: str, port: int,
                    max_model_len: int | None, dtype: str, seed: int,
                    extra_args: list[str]) -> list[str]:
     """The command line of vLLM's OpenAI-compatible server on 127.0.0.1."""
-    command = [python, "-m", _SERVER_MODULE, "--model", model_path,
+    guard = [python, "-c", _DIE_WITH_PARENT] if sys.platform == "linux" else []
+    command = [*guard, python, "-m", _SERVER_MODULE, "--model", model_path,
                "--served-model-name", served_name, "--host", "127.0.0.1",
                "--port", str(port), "--dtype", dtype, "--seed", str(seed),
                "--enforce-eager", "--disable-uvicorn-access-log"]
@@ -142,7 +152,8 @@ class VllmServerWorker:
                     f"before answering; its log ends with:\n{self.log_tail()}")
             models = self._models()
             if models:
-                return {"base_url": self.base_url, "models": models,
+                return {"base_url": self.base_url, "models": [m["id"] for m in models],
+                        "max_model_len": models[0].get("max_model_len"),
                         "ready_s": round(time.monotonic() - self._started, 1)}
             time.sleep(1.0)
         raise TimeoutError(
@@ -150,10 +161,10 @@ class VllmServerWorker:
             f"{timeout_s:.0f} s; raise judge.startup_timeout_s or look at its log:\n"
             f"{self.log_tail()}")
 
-    def _models(self) -> list[str]:
+    def _models(self) -> list[dict[str, Any]]:
         try:
             with urllib.request.urlopen(self.base_url + "/models", timeout=5) as response:
-                return [model["id"] for model in json.loads(response.read())["data"]]
+                return list(json.loads(response.read())["data"])
         except (OSError, ValueError, KeyError):
             return []  # not listening yet, or still starting up
 

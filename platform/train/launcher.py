@@ -198,11 +198,16 @@ def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps:
     if resumed:
         return  # step 0's data counts are in the run already
     tracker.log({"data/input_rows": summary.input_rows, "data/bad_rows": summary.bad_rows,
+                 "data/dropped_rows": summary.dropped_rows, "data/test_rows": summary.test_rows,
                  "data/pairs": summary.pairs, "data/thumbs_up": summary.binary_up,
                  "data/thumbs_down": summary.binary_down,
+                 "data/long_prompts": summary.long_prompts,
+                 "data/long_completions": summary.long_completions,
                  "data/train_rows_per_epoch": summary.train_rows,
                  "resources/num_workers": resources.num_workers,
                  "train/total_steps": steps}, step=0)
+    # Two runs with the same fingerprint trained on the same processed data.
+    tracker.set_tag("data.fingerprint", summary.fingerprint)
     if summary.quarantine:
         import json
 

@@ -98,11 +98,25 @@ def _wait_for_jobs_api(address: str, timeout_s: float = 120) -> None:
     raise TimeoutError(f"the Ray jobs API at {address} did not come up in {timeout_s} s")
 
 
+_AGENT_NOT_READY = "No available agent to submit job"
+
+
+def _run_submission(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a ``ray job submit`` command; a head whose job agent is still starting refuses
+    the submission before any job exists, so that refusal is retried."""
+    for _ in range(30):
+        done = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                              timeout=900)
+        if _AGENT_NOT_READY not in done.stdout + done.stderr:
+            return done
+        time.sleep(2)
+    return done
+
+
 def _submit(address: str, words: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
+    return _run_submission(
         [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--",
-         "python", "-m", "platform.run", *words],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+         "python", "-m", "platform.run", *words]
     )
 
 
@@ -124,8 +138,7 @@ def test_the_readme_job_command_runs_word_for_word(job_cluster, tmp_path):
     # Only the cluster's address and the tracking store's folder are the test's own.
     command = command.replace("http://127.0.0.1:8265", job_cluster)
     command = command.replace("$PWD", str(tmp_path))
-    done = subprocess.run(["bash", "-c", command], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=900)
+    done = _run_submission(["bash", "-c", command])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "succeeded" in (done.stdout + done.stderr)
     assert "step 8/8" in done.stdout  # progress reaches the job's logs
