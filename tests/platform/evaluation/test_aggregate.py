@@ -217,7 +217,7 @@ def test_raw_win_rate_by_hand_with_nan_and_legacy_draw():
         aggregate.alpaca_eval_win_rate([1.0, 2.5])
 
 
-LC_MODELS = ["alpaca-7b", "gpt4", "gpt-4o-2024-05-13", "claude-3-opus-20240229",
+LC_MODELS = ["alpaca-7b", "gpt4", "gpt-4o-2024-05-13", "gpt-4-turbo-2024-04-09",
              "Meta-Llama-3-8B-Instruct", "gpt4_1106_preview_verbose", "dbrx-instruct"]
 
 
