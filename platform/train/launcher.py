@@ -75,7 +75,9 @@ def plan_resources(config: RunConfig) -> Resources:
             "resources.use_gpu=true but the Ray cluster has no GPU "
             f"(resources: {cluster}). Drop the override or join a cluster with GPUs."
         )
-    num_workers = wanted.num_workers or (gpus if use_gpu else cpus)
+    # Beyond two CPUs one is left to the data stream outright: its tasks need a whole CPU
+    # on one node, which fractions spread over several nodes would not leave.
+    num_workers = wanted.num_workers or (gpus if use_gpu else (cpus if cpus <= 2 else cpus - 1))
     if wanted.cpus_per_worker is not None:
         per_worker = wanted.cpus_per_worker
     elif use_gpu:
