@@ -26,7 +26,7 @@ $(STAMP): requirements/cpu.lock pyproject.toml plugins/bco_udm/pyproject.toml
 run: setup
 	$(PY) -m platform.run objective=bco
 
-test: setup setup-eval
+test: setup setup-eval setup-trl
 	$(PY) -m pytest -q --durations=20
 
 lint: setup
@@ -51,3 +51,17 @@ $(EVAL_STAMP): requirements/eval.lock
 	$(EVAL_PY) -m pip install --quiet --upgrade pip
 	$(EVAL_PY) -m pip install --quiet --no-deps -r requirements/eval.lock
 	touch $(EVAL_STAMP)
+
+# The TRL benchmark environments (bench/compare): .venv-trl holds the current TRL (KTO and
+# DPO trainers), .venv-trl-bco TRL 1.13.0, the last release with the BCO trainer. Each lock
+# is a full freeze installed with --no-deps, torch first: the pinned CPU wheel stays.
+.PHONY: setup-trl
+
+setup-trl: .venv-trl/.installed .venv-trl-bco/.installed
+
+.venv-%/.installed: requirements/%.lock
+	test -x .venv-$*/bin/python || $(PYTHON) -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet torch==2.13.0
+	.venv-$*/bin/python -m pip install --quiet --no-deps -r requirements/$*.lock
+	touch $@

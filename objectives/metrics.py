@@ -5,6 +5,8 @@ LEARNING_RATE = "train/lr"
 TOKENS_PER_S = "train/tokens_per_s"
 GRAD_NORM = "train/grad_norm"
 EPOCH = "train/epoch"
+PEAK_WORKER_RSS_GIB = "memory/peak_worker_rss_gib"  # the largest worker's peak resident set
+PEAK_DEVICE_GIB = "memory/peak_device_gib"  # the largest worker's peak GPU memory allocated
 
 REWARDS_UP = "rewards/up"
 REWARDS_DOWN = "rewards/down"

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from objectives.base import ObjectiveConfig
 from platform import registry
+from platform.evaluation.settings import EvalStageSettings
 
 
 class Section(BaseModel):
@@ -25,6 +26,37 @@ class ModelConfig(Section):
     )
     reference: str | None = Field(
         None, description="Reference model, same forms as name; default: the policy itself."
+    )
+    reference_logps: Literal["live", "precomputed"] = Field(
+        "live",
+        description=(
+            "live: the reference model scores every micro-batch on the workers; precomputed: "
+            "a Ray Data batch-inference pass scores the stream once before training and "
+            "caches the log-probs on disk (keyed by data fingerprint and reference model)."
+        ),
+    )
+    reference_placement: Literal["auto", "device", "zero3"] = Field(
+        "auto",
+        description=(
+            "Where the live reference's weights sit: a full copy on each worker's device, or "
+            "partitioned over the workers by DeepSpeed ZeRO-3 (inference only). auto: zero3 "
+            "when train.zero_stage is 3, else device."
+        ),
+    )
+    reference_cache_dir: str | None = Field(
+        None,
+        description=(
+            "Cache of precomputed reference log-probs (default: <BCO_PLATFORM_CACHE or "
+            "~/.cache/bco-platform>/reference_logps). On a multi-node cluster use storage "
+            "every node sees."
+        ),
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto",
+        description=(
+            "Attention kernel. auto: FlashAttention-2 on GPUs in bf16 when flash-attn is "
+            "installed, else PyTorch's scaled-dot-product attention (sdpa)."
+        ),
     )
     trust_remote_code: bool = Field(False, description="Allow model code from the hub.")
     gradient_checkpointing: bool = Field(
@@ -119,6 +151,25 @@ class TrainConfig(Section):
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage (0-3).")
+    padding_free: bool = Field(
+        True,
+        description=(
+            "Pack each micro-batch's sequences into rows no wider than its longest, with "
+            "position ids restarting per sequence, instead of padding every row. A model "
+            "that cannot separate packed sequences is found at start and padded, with a "
+            "warning."
+        ),
+    )
+    offload_optimizer: bool = Field(
+        False, description="Keep the optimizer state in CPU memory (ZeRO stage 1-3)."
+    )
+    deepspeed_config: str | None = Field(
+        None,
+        description=(
+            "A DeepSpeed JSON file merged over the generated config (its keys win); batch "
+            "sizes and the schedule stay with train.* keys."
+        ),
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 on GPUs that support it, fp32 elsewhere."
     )
@@ -127,6 +178,24 @@ class TrainConfig(Section):
         0, ge=-1, description="Worker-group failures to recover from the last checkpoint "
         "(-1: without limit)."
     )
+
+    @model_validator(mode="after")
+    def _offload_needs_zero(self) -> TrainConfig:
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError(
+                "train.offload_optimizer=true needs a ZeRO stage that partitions the "
+                "optimizer state (train.zero_stage=1, 2 or 3); train.zero_stage is 0."
+            )
+        return self
+
+    @field_validator("deepspeed_config")
+    @classmethod
+    def _readable_json(cls, path: str | None) -> str | None:
+        if path is not None:
+            from platform.train.ds_override import read_override
+
+            read_override(path)  # raises with what is wrong in the file
+        return path
 
 
 class CheckpointConfig(Section):
@@ -181,6 +250,14 @@ class RunConfig(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalStageSettings = Field(
+        default_factory=EvalStageSettings,
+        # Left out of the training run's params: the evaluation logs its judge's resolved
+        # identity under eval.judge.* (MLflow params cannot change afterwards) and its
+        # whole configuration in eval/summary.json.
+        exclude=True,
+        description="Benchmarks run on the trained policy after training (docs/evaluation.md).",
+    )
     resume_from: str | None = Field(
         None,
         description=(

@@ -11,15 +11,17 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from platform.config import RunConfig
+from platform.evaluation.settings import EvalSettingsError, parse_words
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = "default"
+EVAL_PREFIX = "eval."
 
 
 class ConfigError(ValueError):
@@ -53,6 +55,7 @@ def parse_overrides(words: list[str]) -> tuple[str, dict[str, Any]]:
     """Split ``key=value`` words into the recipe name and a nested override dict."""
     recipe = DEFAULT_RECIPE
     overrides: dict[str, Any] = {}
+    eval_words = []
     for word in words:
         key, sep, raw = word.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
@@ -62,9 +65,27 @@ def parse_overrides(words: list[str]) -> tuple[str, dict[str, Any]]:
             )
         if key == "recipe":
             recipe = raw
-            continue
-        _set_dotted(overrides, key, _parse_value(raw))
+        elif key.startswith(EVAL_PREFIX):
+            eval_words.append(word.removeprefix(EVAL_PREFIX))
+        else:
+            _set_dotted(overrides, key, _parse_value(raw))
+    if eval_words:
+        _set_eval_section(overrides, eval_words)
     return recipe, overrides
+
+
+def _set_eval_section(overrides: dict[str, Any], eval_words: list[str]) -> None:
+    """``eval.*`` words are read as ``platform.evaluate`` reads its own: ``eval.judge=hosted``
+    is short for ``eval.judge.kind=hosted`` and text fields keep the typed text."""
+    if "eval" in overrides:
+        raise ConfigError(
+            f"cannot set eval.* keys: 'eval' was already given the value "
+            f"{overrides['eval']!r}. Give the keys only (eval.benchmarks=..., eval.judge=...)."
+        )
+    try:
+        overrides["eval"] = parse_words(eval_words)
+    except EvalSettingsError as exc:
+        raise ConfigError(f"in the eval.* keys: {exc}") from None
 
 
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -145,10 +166,16 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] | None = RunConfig
     for part in loc:
         field = model.model_fields.get(str(part)) if model else None
-        annotation = field.annotation if field else None
-        model = annotation if isinstance(annotation, type) and issubclass(
-            annotation, BaseModel) else None
+        model = _section_model(field.annotation) if field else None
     return model
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a section field, also of an optional one (``JudgeSettings | None``)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _accepted_keys(loc: tuple) -> list[str]:
@@ -164,14 +191,16 @@ def _field_description(loc: tuple) -> str:
 
 def help_text() -> str:
     """Every key with its default and description, for ``--help``."""
+    return "\n".join(_help_lines(RunConfig, ""))
+
+
+def _help_lines(model: type[BaseModel], prefix: str) -> list[str]:
     lines = []
-    defaults = RunConfig.model_construct()
-    for name, field in RunConfig.model_fields.items():
-        section = getattr(defaults, name)
-        if isinstance(section, BaseModel):
-            for key, sub in type(section).model_fields.items():
-                default = getattr(section, key)
-                lines.append(f"  {name}.{key}={default!r}  {sub.description or ''}")
+    for name, field in model.model_fields.items():
+        section = _section_model(field.annotation)
+        if section is not None:
+            lines.extend(_help_lines(section, f"{prefix}{name}."))
         else:
-            lines.append(f"  {name}={section!r}  {field.description or ''}")
-    return "\n".join(lines)
+            default = field.get_default(call_default_factory=True)
+            lines.append(f"  {prefix}{name}={default!r}  {field.description or ''}")
+    return lines

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(__name__).debug("evaluation failed", exc_info=True)
         print(f"error: evaluation failed: {_root_cause(error)}", file=sys.stderr)
         return 1
-    _print_outcome(outcome)
+    print_outcome(outcome)
     return 0
 
 
@@ -58,7 +58,7 @@ def _root_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _print_outcome(outcome) -> None:
+def print_outcome(outcome) -> None:
     from platform import tracking
 
     for result in outcome.results:

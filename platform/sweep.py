@@ -13,12 +13,16 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlflow.tracking import MlflowClient
 
 from objectives import metrics
 from platform import tracking
 from platform.config import RunConfig, flatten
+
+if TYPE_CHECKING:
+    from platform.evaluation.runner import EvalOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,10 @@ class SweepResult:
     parent_run_id: str
     tracking_uri: str
     child_run_ids: dict[str, str] = field(default_factory=dict)  # objective -> run id
+    model_dirs: dict[str, str] = field(default_factory=dict)  # objective -> trained policy
     failures: dict[str, str] = field(default_factory=dict)  # objective -> error
+    evaluations: dict[str, EvalOutcome] = field(default_factory=dict)  # objective -> its
+    eval_failures: dict[str, str] = field(default_factory=dict)  # objective -> error
 
 
 def split_objectives(value: str) -> list[str]:
@@ -49,8 +56,10 @@ def split_objectives(value: str) -> list[str]:
 
 
 def run_sweep(configs: list[RunConfig]) -> SweepResult:
-    """Train each config (one per objective) under a parent run; a failed child does not
-    stop the others, and the parent is marked FAILED if any child failed."""
+    """Train each config (one per objective) under a parent run, and evaluate each trained
+    policy when the config has an eval stage; a failed child does not stop the others, and
+    the parent is marked FAILED if any child failed to train or to be evaluated."""
+    from platform.evaluation import stage
     from platform.train.launcher import launch
 
     first = configs[0]
@@ -65,13 +74,31 @@ def run_sweep(configs: list[RunConfig]) -> SweepResult:
         logger.info("sweep: training %s (%d of %d)", config.objective,
                     names.index(config.objective) + 1, len(names))
         try:
-            result.child_run_ids[config.objective] = launch(config, parent_run_id=parent).run_id
+            trained = launch(config, parent_run_id=parent)
         except Exception as exc:  # one objective failing must not lose the others' runs
             logger.error("sweep: %s failed: %s", config.objective, exc)
             result.failures[config.objective] = f"{type(exc).__name__}: {exc}"
+            continue
+        result.child_run_ids[config.objective] = trained.run_id
+        result.model_dirs[config.objective] = trained.model_dir
+        if stage.is_enabled(config):
+            _evaluate_child(config, trained.run_id, uri, result)
     log_comparison(uri, parent, result)
-    tracking.finish_run(uri, parent, succeeded=not result.failures)
+    tracking.finish_run(uri, parent, succeeded=not (result.failures or result.eval_failures))
     return result
+
+
+def _evaluate_child(config: RunConfig, run_id: str, uri: str, result: SweepResult) -> None:
+    """The eval stage of one child; its scores join the run's final metrics."""
+    from platform.evaluation import stage
+
+    # TODO(#6): a hosted judge is loaded again for every child (about a minute on CPU).
+    try:
+        result.evaluations[config.objective] = stage.evaluate_trained_model(config, run_id,
+                                                                            uri)
+    except Exception as exc:  # the trained model stays; the other objectives still run
+        logger.error("sweep: evaluating %s failed: %s", config.objective, exc)
+        result.eval_failures[config.objective] = f"{type(exc).__name__}: {exc}"
 
 
 def metric_histories(client: MlflowClient, run_ids: dict[str, str],
@@ -90,7 +117,7 @@ def log_comparison(uri: str, parent_run_id: str, result: SweepResult) -> None:
     finals = {name: client.get_run(run_id).data.metrics
               for name, run_id in result.child_run_ids.items()}
     table = {"final_metrics": finals, "failures": result.failures,
-             "child_runs": result.child_run_ids}
+             "eval_failures": result.eval_failures, "child_runs": result.child_run_ids}
     client.log_text(parent_run_id, json.dumps(table, indent=1, sort_keys=True),
                     "comparison/final_metrics.json")
     if not result.child_run_ids:

@@ -97,6 +97,7 @@ def build_stream(
         assemble, kwargs = assemble_binary_batch, {"mismatched_pairs": mismatched_pairs}
         columns = (BINARY_COLUMNS + (MISMATCHED_COLUMNS if mismatched_pairs else [])
                    + (["weight"] if weighted else []))
+    summary.columns = columns
     stream = stream.random_shuffle(seed=seed)
     stream = stream.map_batches(assemble, batch_format="pyarrow",
                                 fn_kwargs={"limits": limits, **kwargs})

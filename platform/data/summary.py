@@ -61,6 +61,7 @@ class DataSummary:
     train_pairs: int = 0
     train_rows: int = 0  # rows of the balanced stream per epoch
     fingerprint: str = ""  # SHA-256 of the processed training data (platform.data.fingerprint)
+    columns: list[str] = field(default_factory=list)  # the stream's columns, in order
     digest: fingerprint.Digest = (0, 0, 0)
 
     @property

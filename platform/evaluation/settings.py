@@ -146,18 +146,20 @@ class TrackingSettings(Section):
         "Log into a new run even when the model belongs to one (tagged with its id)."))
 
 
-class EvalConfig(Section):
-    model: str = Field(description=(
-        "The model to evaluate: a Hugging Face folder, an MLflow run id (its model), or a "
-        "builtin: name."))
-    benchmarks: list[Literal["pairwise", "mt_bench", "alpaca_eval", "arena_hard"]] = Field(
+BenchmarkName = Literal["pairwise", "mt_bench", "alpaca_eval", "arena_hard"]
+
+
+class BenchmarkSettings(Section):
+    """What is evaluated and how: the keys shared by ``platform.evaluate`` and the ``eval``
+    stage of ``platform.run``, which differ only in the model and where results go."""
+
+    benchmarks: list[BenchmarkName] = Field(
         default_factory=lambda: list(BENCHMARKS), min_length=1,
         description=f"Comma-separated subset of {', '.join(BENCHMARKS)} (or all).")
     data_dir: Path = Field(default_factory=lambda: default_data_dir(), description=(
         f"Benchmark files (SCORING_SPECS.md); default: ${DATA_DIR_ENV_VAR}, else "
         "../shared/data beside the repository."))
     limit: int | None = Field(None, ge=1, description="Only the first N questions of each.")
-    ray_address: str | None = Field(None, description="Ray cluster (default: a local one).")
     eval_python: str | None = Field(None, description=(
         "Interpreter of the vLLM environment (default: <repo>/.venv-eval/bin/python)."))
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
@@ -168,7 +170,6 @@ class EvalConfig(Section):
     mt_bench: MtBenchSettings = Field(default_factory=MtBenchSettings)
     alpaca_eval: AlpacaEvalSettings = Field(default_factory=AlpacaEvalSettings)
     arena_hard: ArenaHardSettings = Field(default_factory=ArenaHardSettings)
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @field_validator("benchmarks", mode="before")
     @classmethod
@@ -186,16 +187,57 @@ class EvalConfig(Section):
     @field_validator("data_dir")
     @classmethod
     def _exists(cls, value: Path) -> Path:
-        if not value.is_dir():
-            raise ValueError(f"data_dir {str(value)!r} is not a directory; give the folder "
-                             "holding judge_prompts/, mt_bench/, alpaca_eval/ and "
-                             f"arena_hard/ (data_dir= or ${DATA_DIR_ENV_VAR}).")
-        return value.resolve()
+        return checked_data_dir(value)
+
+
+class EvalConfig(BenchmarkSettings):
+    model: str = Field(description=(
+        "The model to evaluate: a Hugging Face folder, an MLflow run id (its model), or a "
+        "builtin: name."))
+    ray_address: str | None = Field(None, description="Ray cluster (default: a local one).")
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+
+class EvalStageSettings(BenchmarkSettings):
+    """The ``eval`` section of ``platform.run``: benchmarks run on the trained policy after
+    training, logged to the training run. No benchmarks (the default): no evaluation."""
+
+    benchmarks: list[BenchmarkName] = Field(default_factory=list, description=(
+        f"Benchmarks to run after training: a comma-separated subset of "
+        f"{', '.join(BENCHMARKS)} (or all); empty: no evaluation."))
+    judge: JudgeSettings | None = Field(None, description=(
+        "The judge, needed with benchmarks: judge=hosted judge.model_path=<model>, or "
+        "judge.base_url=<url/v1> judge.model=<name> [judge.api_key_env=VAR]."))
+
+    @model_validator(mode="after")
+    def _complete(self) -> EvalStageSettings:
+        if not self.benchmarks:
+            ignored = sorted(f"eval.{name}" for name in self.model_fields_set - {"benchmarks"})
+            if ignored:
+                raise ValueError(
+                    f"{ignored} are set but eval.benchmarks is empty, so nothing would be "
+                    "evaluated; add eval.benchmarks=<names or all> or drop those keys.")
+            return self
+        if self.judge is None:
+            raise ValueError(
+                f"eval.benchmarks={','.join(self.benchmarks)} needs a judge: add "
+                "eval.judge=hosted eval.judge.model_path=<model>, or eval.judge.base_url="
+                "<url/v1> eval.judge.model=<name> [eval.judge.api_key_env=VAR].")
+        checked_data_dir(self.data_dir, "eval.data_dir")  # the default too, before training
+        return self
 
 
 def default_data_dir() -> Path:
     configured = os.environ.get(DATA_DIR_ENV_VAR)
     return Path(configured) if configured else _REPO_ROOT.parent / "shared" / "data"
+
+
+def checked_data_dir(value: Path, key: str = "data_dir") -> Path:
+    if not value.is_dir():
+        raise ValueError(f"{key} {str(value)!r} is not a directory; give the folder "
+                         "holding judge_prompts/, mt_bench/, alpaca_eval/ and "
+                         f"arena_hard/ ({key}= or ${DATA_DIR_ENV_VAR}).")
+    return value.resolve()
 
 
 # Command-line words ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from platform.config import TrainConfig
+from platform.train import ds_override
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +43,20 @@ def lr_factor(train: TrainConfig, total_steps: int) -> Callable[[int], float]:
 
 
 def deepspeed_config(train: TrainConfig, on_gpu: bool) -> dict[str, Any]:
-    """The DeepSpeed JSON config of a run (the schedule is :func:`lr_factor`)."""
-    return {
+    """The DeepSpeed JSON config of a run (the schedule is :func:`lr_factor`), with the
+    user's ``train.deepspeed_config`` file merged over it."""
+    zero: dict[str, Any] = {"stage": train.zero_stage}
+    if train.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    config = {
         "train_micro_batch_size_per_gpu": train.micro_batch_size,
         "gradient_accumulation_steps": train.grad_accum_steps,
         "gradient_clipping": train.max_grad_norm,
-        "zero_optimization": {"stage": train.zero_stage},
+        "zero_optimization": zero,
+        # The optimizer below is torch's AdamW, also when its state is offloaded.
+        # TODO(#5): offloaded steps run torch's AdamW on the CPU, slower than DeepSpeed's
+        # compiled CPU Adam on large models.
+        "zero_force_ds_cpu_optimizer": False,
         "bf16": {"enabled": use_bf16(train, on_gpu)},
         "optimizer": {
             "type": "AdamW",
@@ -63,6 +72,32 @@ def deepspeed_config(train: TrainConfig, on_gpu: bool) -> dict[str, Any]:
         "steps_per_print": 10**9,  # progress is logged by the trainer, once per step
         "wall_clock_breakdown": False,
     }
+    if train.deepspeed_config:
+        config = ds_override.merge(config, ds_override.read_override(train.deepspeed_config))
+    return config
+
+
+def reference_config(policy_config: dict[str, Any]) -> dict[str, Any]:
+    """DeepSpeed config of a frozen reference partitioned by ZeRO-3 (no optimizer)."""
+    return {
+        "train_micro_batch_size_per_gpu": policy_config["train_micro_batch_size_per_gpu"],
+        "gradient_accumulation_steps": policy_config["gradient_accumulation_steps"],
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0},
+        "bf16": dict(policy_config["bf16"]),
+        "steps_per_print": 10**9,
+    }
+
+
+def initialize_reference(model: torch.nn.Module, policy_config: dict[str, Any]):
+    """The reference wrapped by DeepSpeed ZeRO-3 for inference: each worker holds a
+    1/world_size share of its weights and gathers a layer's weights as it runs it. Every
+    worker must run each forward pass together."""
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model, config=reference_config(policy_config),
+                                      dist_init_required=False)
+    engine.eval()
+    return engine
 
 
 def prepare_accelerator(on_gpu: bool) -> None:
@@ -88,8 +123,9 @@ def initialize_policy(
 
 
 def gathered_state_dict(engine, zero_stage: int) -> dict[str, torch.Tensor]:
-    """The full policy weights; under ZeRO-3 every worker must call this together."""
-    module = engine.module
+    """The full policy weights, named as in its Hugging Face model; under ZeRO-3 every
+    worker must call this together."""
+    module = engine.module.causal_lm  # the engine wraps a scoring.TokenScorer
     if zero_stage < 3:
         return {k: v.detach().cpu() for k, v in module.state_dict().items()}
     import deepspeed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import os
@@ -157,12 +158,22 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
     stream, summary = build_stream(config.data, shape, policy_path, config.train.seed,
                                    config.objective, requires_both_labels, mismatched_pairs,
                                    fit_row_weights)
+    precomputed = None
+    if (registry.load_class(config.objective).needs_reference
+            and config.model.reference_logps == "precomputed"):
+        precomputed = precompute_reference(config, stream, summary, shape, policy_path,
+                                           reference_path, resources.use_gpu)
+        stream = precomputed.dataset
     train = config.train
     steps = total_steps(summary.train_rows, resources.num_workers, train.micro_batch_size,
                         train.grad_accum_steps, train.epochs, train.max_steps)
     setup_logger = MetricLogger(uri, handle.run_id, handle.run_dir / "unsent_metrics.jsonl")
     _log_setup(setup_logger, config, summary, resources, steps, yaml,
                resumed=handle.resume_dir is not None)
+    if precomputed is not None:
+        setup_logger.set_tag("reference_logps.cache", "hit" if precomputed.cache_hit else "miss")
+        setup_logger.set_tag("reference_logps.folder", str(precomputed.folder))
+        setup_logger.log({"reference/precompute_s": precomputed.seconds}, step=0)
     setup_logger.close()
     logger.info("training %s on %d %s worker(s) (%.2f CPU each) for %d optimizer steps",
                 config.objective, resources.num_workers, "GPU" if resources.use_gpu else "CPU",
@@ -193,6 +204,41 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
     return TrainResult(handle.run_id, uri, dict(final), str(handle.run_dir / "model"))
 
 
+def precompute_reference(config: RunConfig, stream, summary, shape, policy_path: str,
+                         reference_path: str, use_gpu: bool):
+    """The stream with the reference's log-probs, scored once or read from the cache
+    (``platform.train.reference_logps``)."""
+    from platform.data.tokenize import load_tokenizer
+    from platform.models.builtin import cache_root
+    from platform.train import reference_logps as ref
+    from platform.train.engine import use_bf16
+
+    cache_dir = config.model.reference_cache_dir
+    if cache_dir and "://" in cache_dir:
+        raise ValueError(
+            f"model.reference_cache_dir={cache_dir!r}: precomputed reference log-probs are "
+            "cached on a filesystem path (on a multi-node cluster, a mount every node "
+            "sees), not an object-store URI. Give a directory path."
+        )
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root() / "reference_logps"
+    weighted = "weight" in summary.columns
+    bf16 = use_bf16(config.train, use_gpu)
+    key = ref.CacheKey(
+        fingerprint=summary.fingerprint, seed=config.train.seed,
+        columns=tuple(summary.columns), reference=ref.model_identity(reference_path),
+        bf16=bf16,
+        weighting=(f"{config.objective}:{json.dumps(config.loss, sort_keys=True)}"
+                   if weighted else None))
+    return ref.cached_stream(
+        stream, key, folder, summary.train_rows, reference_path=reference_path, shape=shape,
+        pad_token_id=load_tokenizer(policy_path).pad_token_id,
+        batch_size=config.train.micro_batch_size,
+        plan=ref.plan_scoring(ray.cluster_resources(), use_gpu),
+        trust_remote_code=config.model.trust_remote_code,
+        attn_implementation=config.model.attn_implementation,
+        padding_free=config.train.padding_free)
+
+
 def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps: int,
                yaml, resumed: bool) -> None:
     name = f"config/resumed-{int(time.time())}.yaml" if resumed else "config/resolved.yaml"
@@ -211,8 +257,6 @@ def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps:
     # Two runs with the same fingerprint trained on the same processed data.
     tracker.set_tag("data.fingerprint", summary.fingerprint)
     if summary.quarantine:
-        import json
-
         tracker.log_text(json.dumps(summary.quarantine, indent=1), "data/quarantine.json")
 
 

@@ -23,12 +23,19 @@ from objectives.base import Objective, ObjectiveOutput
 from platform import registry
 from platform.config import RunConfig
 from platform.data.tokenize import load_tokenizer
+from platform.models.loading import attention_implementation, load_causal_lm
 from platform.tracking import MetricLogger
 from platform.train import checkpointing
 from platform.train import engine as ds
-from platform.train.batches import ADAPTERS, MISMATCHED, SequenceBatch
-from platform.train.logps import completion_logps
+from platform.train.batches import (
+    ADAPTERS,
+    MISMATCHED,
+    REFERENCE,
+    REFERENCE_MISMATCHED,
+    SequenceBatch,
+)
 from platform.train.reduce import DistributedReducer
+from platform.train.scoring import TokenScorer, completion_logps, probe
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +92,6 @@ def _configure_logging(rank: int) -> None:
     logging.getLogger("objectives").setLevel(level)
 
 
-def load_causal_lm(path: str, trust_remote_code: bool) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, trust_remote_code=trust_remote_code
-    )
-
-
 class WorkerTrainer:
     """One worker's policy engine, reference model, objective and data shard."""
 
@@ -116,20 +115,33 @@ class WorkerTrainer:
 
     def _build_models(self):
         model = self.config.model
-        policy = load_causal_lm(self.job.policy_path, model.trust_remote_code)
+        ds_config = ds.deepspeed_config(self.config.train, self.job.use_gpu)
+        attention = attention_implementation(model.attn_implementation, self.job.use_gpu,
+                                             ds_config["bf16"]["enabled"])
+        policy = load_causal_lm(self.job.policy_path, model.trust_remote_code, attention)
         if model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
             policy.config.use_cache = False
-        ds_config = ds.deepspeed_config(self.config.train, self.job.use_gpu)
+        found = probe(policy)
         schedule = ds.lr_factor(self.config.train, self.job.total_steps)
-        engine, scheduler = ds.initialize_policy(policy, ds_config, schedule)
+        engine, scheduler = ds.initialize_policy(
+            TokenScorer(policy, found.output_where_scored), ds_config, schedule)
 
         reference = None
-        if self.objective.needs_reference:
-            # TODO(#5): the reference is a full copy on every worker, not ZeRO-3 partitioned.
-            reference = load_causal_lm(self.job.reference_path, model.trust_remote_code)
-            dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
-            reference = reference.to(self.device, dtype).eval().requires_grad_(False)
+        packed_rows = found.packed_rows
+        # Precomputed log-probs travel with the rows: no worker holds a reference then.
+        if self.objective.needs_reference and model.reference_logps == "live":
+            reference = load_causal_lm(self.job.reference_path, model.trust_remote_code,
+                                       attention)
+            reference_found = probe(reference)
+            packed_rows = packed_rows and reference_found.packed_rows
+            reference = TokenScorer(reference, reference_found.output_where_scored)
+            if reference_partitioned(self.config):
+                reference = ds.initialize_reference(reference, ds_config)
+            else:
+                dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
+                reference = reference.to(self.device, dtype).eval().requires_grad_(False)
+        self.packed = self.config.train.padding_free and packed_rows
         return engine, scheduler, reference
 
     def restore(self, checkpoint) -> None:
@@ -213,12 +225,15 @@ class WorkerTrainer:
         logger.info("checkpoint at step %d", self.state.global_step)
 
     def _micro_step(self, rows) -> tuple[ObjectiveOutput, int]:
-        sequences, extras = self.adapter.collate(rows, self.pad_token_id)
+        sequences, extras = self.adapter.collate(rows, self.pad_token_id, self.packed)
         sequences = sequences.to(self.device)
         policy_logps, lengths = completion_logps(self.engine, sequences)
-        reference_logps = self._reference_logps(sequences)
+        precomputed = extras.pop(REFERENCE, None)
+        reference_logps = (precomputed.to(self.device) if precomputed is not None
+                           else self._reference_logps(sequences))
         if MISMATCHED in extras:
-            extras.update(self._mismatched_logps(extras.pop(MISMATCHED).to(self.device)))
+            extras.update(self._mismatched_logps(extras.pop(MISMATCHED).to(self.device),
+                                                 extras.pop(REFERENCE_MISMATCHED, None)))
 
         inputs = self.adapter.assemble(policy_logps, reference_logps, lengths, extras)
         output = self.objective(inputs, self.reducer)
@@ -228,12 +243,15 @@ class WorkerTrainer:
         self.engine.step()
         return output, sequences.num_tokens
 
-    def _mismatched_logps(self, sequences: SequenceBatch) -> dict[str, torch.Tensor]:
+    def _mismatched_logps(self, sequences: SequenceBatch,
+                          precomputed: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Both models on mismatched pairs; no gradient (KTO's reference point is detached)."""
         with torch.no_grad():
             policy_logps, _ = completion_logps(self.engine, sequences)
+        reference_logps = (precomputed.to(self.device) if precomputed is not None
+                           else self._reference_logps(sequences))
         return {"policy_mismatched_logps": policy_logps,
-                "reference_mismatched_logps": self._reference_logps(sequences)}
+                "reference_mismatched_logps": reference_logps}
 
     def _reference_logps(self, sequences: SequenceBatch) -> torch.Tensor | None:
         if self.reference is None:
@@ -251,6 +269,7 @@ class WorkerTrainer:
         values[metrics.TOKENS_PER_S] = global_tokens / max(elapsed, 1e-9)
         values[metrics.LEARNING_RATE] = lr
         values[metrics.EPOCH] = float(self.state.epoch)
+        values.update(self._peak_memory())
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
             values[metrics.GRAD_NORM] = float(grad_norm)
@@ -260,13 +279,26 @@ class WorkerTrainer:
                         _progress_line(values))
         return values
 
+    def _peak_memory(self) -> dict[str, float]:
+        """Peak memory of the most loaded worker so far (a collective)."""
+        import resource
+
+        peaks = [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20]  # KiB -> GiB
+        if self.device.type == "cuda":
+            peaks.append(torch.cuda.max_memory_allocated(self.device) / 2**30)
+        highest = self.reducer.max(torch.tensor(peaks, dtype=torch.float64, device=self.device))
+        values = {metrics.PEAK_WORKER_RSS_GIB: float(highest[0])}
+        if len(peaks) > 1:
+            values[metrics.PEAK_DEVICE_GIB] = float(highest[1])
+        return values
+
     def save_model(self) -> None:
         """Write the final policy in Hugging Face format and log it to MLflow (rank 0)."""
         state_dict = ds.gathered_state_dict(self.engine, self.config.train.zero_stage)
         if self.rank != 0:
             return
         model_dir = Path(self.job.run_dir) / "model"
-        self.engine.module.save_pretrained(model_dir, state_dict=state_dict)
+        self.engine.module.causal_lm.save_pretrained(model_dir, state_dict=state_dict)
         load_tokenizer(self.job.policy_path).save_pretrained(model_dir)
         self.tracker.close()  # every step's metrics are in MLflow (or spilled, loudly)
         logger.info("saved the policy to %s; logging it to MLflow", model_dir)
@@ -277,6 +309,12 @@ class WorkerTrainer:
                          "later with `mlflow artifacts log-artifacts --local-dir %s "
                          "--run-id %s --artifact-path model`", exc, model_dir, model_dir,
                          self.job.run_id)
+
+
+def reference_partitioned(config: RunConfig) -> bool:
+    """Whether the live reference runs under ZeRO-3 partitioning (model.reference_placement)."""
+    placement = config.model.reference_placement
+    return placement == "zero3" or (placement == "auto" and config.train.zero_stage == 3)
 
 
 def _accumulate(sums: dict[str, torch.Tensor], output: ObjectiveOutput,

@@ -22,3 +22,10 @@ class DistributedReducer:
         """Whether ``flag`` holds on every worker (a collective: all workers call it)."""
         missing = torch.tensor([0.0 if flag else 1.0], device=device)
         return bool(self.sum(missing).item() == 0)
+
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise maximum over every worker (a collective)."""
+        highest = tensor.detach().clone()
+        if self.world_size > 1:
+            dist.all_reduce(highest, op=dist.ReduceOp.MAX)
+        return highest

@@ -165,3 +165,19 @@ def test_zero_stage_3_gives_the_losses_of_stage_0(reference_run, tmp_path):
     losses = _history(uri, result.run_id, metrics.LOSS)[:steps]
     for (step, value), (_, expected) in zip(losses, trajectory[metrics.LOSS], strict=False):
         assert value == pytest.approx(expected, abs=1e-4), step
+
+
+def test_optimizer_offload_under_zero_2_gives_the_losses_of_stage_0(reference_run, tmp_path):
+    _, trajectory = reference_run
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    steps = 3
+    words = [w for w in COMMON if not w.startswith(("train.max_steps", "checkpoint."))]
+    # The same max_steps as the reference run: the learning-rate schedule depends on it.
+    result = launch(load_config([*words, f"train.max_steps={STEPS}", "train.zero_stage=2",
+                                 "train.offload_optimizer=true", f"tracking.uri={uri}",
+                                 f"train.output_dir={tmp_path}/out"]))
+    losses = _history(uri, result.run_id, metrics.LOSS)
+    assert len(losses) == STEPS
+    losses = losses[:steps]
+    for (step, value), (_, expected) in zip(losses, trajectory[metrics.LOSS], strict=False):
+        assert value == pytest.approx(expected, abs=1e-4), step
