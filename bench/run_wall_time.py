@@ -35,6 +35,18 @@ def tree_rss(root: psutil.Process) -> int:
     return total
 
 
+def tree_pss(root: psutil.Process) -> int:
+    """Proportional set size of the tree: each shared page is split among the processes
+    that map it, so pages shared by Ray's workers and its object store count once."""
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_full_info().pss
+        except (psutil.Error, AttributeError):  # ended, or no PSS on this system
+            continue
+    return total
+
+
 def run(words: list[str]) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-m", "platform.run", *words], cwd=REPO,

@@ -151,13 +151,13 @@ class TrainConfig(Section):
     adam_eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     zero_stage: int = Field(0, ge=0, le=3, description="DeepSpeed ZeRO stage (0-3).")
-    padding_free: bool = Field(
-        True,
+    layout: Literal["auto", "padded", "packed", "shared"] = Field(
+        "auto",
         description=(
-            "Pack each micro-batch's sequences into rows no wider than its longest, with "
-            "position ids restarting per sequence, instead of padding every row. A model "
-            "that cannot separate packed sequences is found at start and padded, with a "
-            "warning."
+            "How a micro-batch's sequences are laid out for the forward pass: padded (one "
+            "per row), packed (several per row, no padding), shared (packed, and sequences "
+            "with the same prompt, such as a pair's chosen and rejected answers, share one "
+            "copy of it). auto: the most compact one the model passes at start."
         ),
     )
     offload_optimizer: bool = Field(

@@ -88,7 +88,7 @@ def platform_batch(objective, policy, reference, batch: dict, pad_token_id: int)
     """The platform's loss, mean rewards and delta on the sequences TRL built."""
     from objectives import metrics
     from objectives.base import BinaryLogps, PreferenceLogps
-    from platform.train.batches import layout_sequences
+    from platform.train.layout import Layout, layout_sequences
     from platform.train.scoring import TokenScorer, completion_logps
 
     pairs = batch["sequences"]
@@ -96,7 +96,7 @@ def platform_batch(objective, policy, reference, batch: dict, pad_token_id: int)
         pairs = pairs[0::2] + pairs[1::2]
     sequences = layout_sequences([np.asarray(ids) for ids, _ in pairs],
                                  np.asarray([prompt for _, prompt in pairs]), pad_token_id,
-                                 packed=True)
+                                 Layout.SHARED)
     with torch.no_grad():
         policy_logps, lengths = completion_logps(TokenScorer(policy), sequences)
         reference_logps, _ = completion_logps(TokenScorer(reference), sequences)

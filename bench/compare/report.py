@@ -67,6 +67,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "steps_s": _median([run.get("steps_s") for run in runs]),
                 "wall_s": _median([run["wall_s"] for run in runs]),
                 "peak_rss_gib": _median([run["peak_rss_gib"] for run in runs]),
+                "peak_pss_gib": _median([run.get("peak_pss_gib") for run in runs]),
                 "mfu": (utilisation(tokens_per_s, per_token, peak)
                         if tokens_per_s and per_token and peak else None),
                 "load_average_1m": _median([run.get("load_average_1m") for run in runs]),
@@ -74,7 +75,8 @@ def summarize(records: list[dict]) -> list[dict]:
         if "platform" in row and "trl" in row:
             platform, trl = row["platform"], row["trl"]
             row["ratio"] = {key: _ratio(platform[key], trl[key])
-                            for key in ("tokens_per_s", "steps_s", "peak_rss_gib", "wall_s")}
+                            for key in ("tokens_per_s", "steps_s", "peak_rss_gib",
+                                        "peak_pss_gib", "wall_s")}
         row["matmul_peak_flops_per_s"] = peak
         rows.append(row)
     return rows
@@ -93,9 +95,9 @@ def _cell(value: float | None, pattern: str) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """The README's table: one line per configuration."""
     lines = ["| objective | model | reference | platform tokens/s | TRL tokens/s | ratio "
-             "| steps 2..N, platform / TRL | peak RSS, platform / TRL | MFU, platform / TRL "
-             "| load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| steps 2..N, platform / TRL | peak RSS, platform / TRL "
+             "| peak PSS, platform / TRL | MFU, platform / TRL | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         platform, trl = row.get("platform", {}), row.get("trl", {})
         ratio = row.get("ratio", {})
@@ -108,6 +110,8 @@ def markdown_table(rows: list[dict]) -> str:
             f"{_cell(trl.get('steps_s'), '{:.1f} s')} "
             f"| {_cell(platform.get('peak_rss_gib'), '{:.2f}')} / "
             f"{_cell(trl.get('peak_rss_gib'), '{:.2f}')} GiB "
+            f"| {_cell(platform.get('peak_pss_gib'), '{:.2f}')} / "
+            f"{_cell(trl.get('peak_pss_gib'), '{:.2f}')} GiB "
             f"| {_cell(_percent(platform.get('mfu')), '{:.1f} %')} / "
             f"{_cell(_percent(trl.get('mfu')), '{:.1f} %')} "
             f"| {_cell(_median([platform.get('load_average_1m'), trl.get('load_average_1m')]), '{:.1f}')} |")

@@ -13,6 +13,8 @@ Both systems are measured by the same rules, so that their ratio means something
 - ``peak_rss_gib``: the largest sum of resident set sizes over the command's whole process
   tree (driver, Ray daemons and workers for the platform; the one Python process for TRL),
   sampled twice a second. Shared pages count once per process that maps them.
+- ``peak_pss_gib``: the same with proportional set sizes (a shared page split among the
+  processes that map it): the tree's real share of the machine's memory.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from bench.compare import settings
-from bench.run_wall_time import tree_rss
+from bench.run_wall_time import tree_pss, tree_rss
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +51,15 @@ def measured(command: list[str], cwd: Path, timeout_s: float) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=environment)
-    peak, stop = 0, threading.Event()
+    peak, peak_pss, stop = 0, 0, threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, peak_pss
         root = psutil.Process(child.pid)
         while not stop.is_set():
             try:
                 peak = max(peak, tree_rss(root))
+                peak_pss = max(peak_pss, tree_pss(root))
             except psutil.Error:
                 return
             stop.wait(0.5)
@@ -72,7 +75,7 @@ def measured(command: list[str], cwd: Path, timeout_s: float) -> dict:
     sampler.join()
     return {"exit_code": child.returncode, "output": output,
             "wall_s": round(time.perf_counter() - started, 1),
-            "peak_rss_gib": round(peak / 2**30, 3)}
+            "peak_rss_gib": round(peak / 2**30, 3), "peak_pss_gib": round(peak_pss / 2**30, 3)}
 
 
 def run_platform(setting: settings.Setting, num_workers: int, timeout_s: float) -> dict:
@@ -154,6 +157,7 @@ def _base_record(system: str, setting: settings.Setting, run: dict) -> dict:
               "reference": setting.reference, "steps": setting.steps,
               "rows_per_step": setting.rows_per_step, "exit_code": run["exit_code"],
               "wall_s": run["wall_s"], "peak_rss_gib": run["peak_rss_gib"],
+              "peak_pss_gib": run["peak_pss_gib"],
               "load_average_1m": round(psutil.getloadavg()[0], 2)}
     if run["exit_code"] != 0:
         record["error"] = run["output"].splitlines()[-15:]

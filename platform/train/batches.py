@@ -1,9 +1,10 @@
 """From the rows a worker's data shard yields to model inputs and objective inputs.
 
 Each data shape has one :class:`ShapeAdapter`: it lays the shard's rows out as one
-:class:`SequenceBatch` (a single forward pass per model, padded or packed) and turns the per-sequence
-log-probs back into the objective's input type. The trainer looks the adapter up by the
-objective's declared data shape and never by its name.
+:class:`~platform.train.layout.SequenceBatch` (a single forward pass per model, in the
+run's layout) and turns the per-sequence log-probs back into the objective's input type.
+The trainer looks the adapter up by the objective's declared data shape and never by its
+name.
 """
 
 from __future__ import annotations
@@ -15,125 +16,56 @@ import numpy as np
 import torch
 
 from objectives.base import BinaryLogps, DataShape, PreferenceLogps
+from platform.train.layout import Layout, SequenceBatch, layout_sequences
 
-# The key of an extra SequenceBatch of mismatched (prompt, other completion) pairs; the
-# trainer scores it and adds policy_/reference_mismatched_logps to the extras.
+# Mismatched (prompt, other completion) pairs of KTO's reference point, scored without
+# gradient. Padded or packed they are an extra SequenceBatch under MISMATCHED; with shared
+# prompts they ride in the rows' own batch (each shares its row's prompt), after the rows:
+# ROWS then gives how many of the batch's sequences are the rows. Either way the trainer
+# adds policy_/reference_mismatched_logps to the extras.
 MISMATCHED = "mismatched"
+ROWS = "rows"
 # Keys of precomputed reference log-probs (platform.train.reference_logps) in the extras:
 # the sequences' own, in the SequenceBatch's row order, and the mismatched pairs'.
 REFERENCE = "reference_logps"
 REFERENCE_MISMATCHED = "reference_mismatched_logps"
 
 
-@dataclass
-class SequenceBatch:
-    """Token sequences laid out for one forward pass, and which of their tokens are scored.
-
-    A row holds one right-padded sequence, or, packed, several sequences back to back with
-    position ids restarting at each (no attention mask: the model reads the boundaries
-    from the position ids). The scored tokens are the completion tokens; their logits sit
-    one position earlier.
-    """
-
-    input_ids: torch.Tensor  # (rows, width) long
-    position_ids: torch.Tensor  # (rows, width) long, 0 where each sequence starts
-    attention_mask: torch.Tensor | None  # (rows, width) long, 1 on real tokens; None packed
-    target_index: torch.Tensor  # (T,) long, flat (row * width + column) of each logit used
-    target_ids: torch.Tensor  # (T,) long, the scored token that logit predicts
-    target_sequence: torch.Tensor  # (T,) long, the sequence (0..n-1) the token belongs to
-    num_sequences: int
-    num_tokens: int  # real tokens, padding excluded
-
-    def to(self, device: torch.device) -> SequenceBatch:
-        def move(tensor):
-            return None if tensor is None else tensor.to(device)
-
-        return SequenceBatch(
-            move(self.input_ids), move(self.position_ids), move(self.attention_mask),
-            move(self.target_index), move(self.target_ids), move(self.target_sequence),
-            self.num_sequences, self.num_tokens,
-        )
-
-
-def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: sequence indices per row, no row longer than ``capacity``.
-    Deterministic for given lengths; ties keep the input order."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for index in order:
-        slot = next((r for r, free in enumerate(room) if free >= lengths[index]), None)
-        if slot is None:
-            rows.append([])
-            room.append(capacity)
-            slot = len(rows) - 1
-        rows[slot].append(index)
-        room[slot] -= lengths[index]
-    return rows
-
-
-def layout_sequences(sequences: list[np.ndarray], prompt_lengths: np.ndarray,
-                     pad_token_id: int, packed: bool = False) -> SequenceBatch:
-    """Lay out token sequences (padded, or packed into rows no wider than the longest);
-    positions from ``prompt_length`` on are completion tokens, the ones scored."""
-    lengths = [len(seq) for seq in sequences]
-    width = max(lengths)
-    placement = pack_rows(lengths, width) if packed else [[i] for i in range(len(lengths))]
-    input_ids = np.full((len(placement), width), pad_token_id, dtype=np.int64)
-    position_ids = np.zeros((len(placement), width), dtype=np.int64)
-    attention_mask = np.zeros((len(placement), width), dtype=np.int64)
-    target_index, target_ids, target_sequence = [], [], []
-    for row, members in enumerate(placement):
-        start = 0
-        for index in members:
-            length, prompt = lengths[index], int(prompt_lengths[index])
-            tokens = np.asarray(sequences[index], dtype=np.int64)
-            input_ids[row, start:start + length] = tokens
-            position_ids[row, start:start + length] = np.arange(length)
-            attention_mask[row, start:start + length] = 1
-            # The logit at position t predicts token t + 1.
-            target_index.append(row * width + start + np.arange(prompt - 1, length - 1))
-            target_ids.append(tokens[prompt:])
-            target_sequence.append(np.full(length - prompt, index, dtype=np.int64))
-            start += length
-        # Padding continues the last sequence's positions: it comes after every real token,
-        # so under the causal mask no real token attends to it.
-        position_ids[row, start:] = np.arange(width - start) + (position_ids[row, start - 1] + 1)
-    return SequenceBatch(
-        input_ids=torch.from_numpy(input_ids),
-        position_ids=torch.from_numpy(position_ids),
-        attention_mask=None if packed else torch.from_numpy(attention_mask),
-        target_index=torch.from_numpy(np.concatenate(target_index)),
-        target_ids=torch.from_numpy(np.concatenate(target_ids)),
-        target_sequence=torch.from_numpy(np.concatenate(target_sequence)),
-        num_sequences=len(sequences),
-        num_tokens=int(sum(lengths)),
-    )
-
-
 @dataclass(frozen=True)
 class ShapeAdapter:
-    # (rows of a shard batch, pad token id, packed) -> (sequences for one forward pass,
+    # (rows of a shard batch, pad token id, layout) -> (sequences for one forward pass,
     # extra per-row tensors)
-    collate: Callable[[dict[str, np.ndarray], int, bool], tuple[SequenceBatch, dict]]
+    collate: Callable[[dict[str, np.ndarray], int, Layout], tuple[SequenceBatch, dict]]
     # (policy logps, reference logps or None, completion lengths, extras) -> objective input
     assemble: Callable[..., BinaryLogps | PreferenceLogps]
 
 
-def _collate_binary(rows: dict[str, np.ndarray], pad_token_id: int, packed: bool = False):
-    sequences = layout_sequences(list(rows["input_ids"]), rows["prompt_length"], pad_token_id,
-                                 packed)
+def _collate_binary(rows: dict[str, np.ndarray], pad_token_id: int,
+                    layout: Layout = Layout.PADDED):
+    sequences, prompt_lengths = list(rows["input_ids"]), rows["prompt_length"]
     extras = {"labels": torch.as_tensor(np.asarray(rows["label"], dtype=bool))}
     if "weight" in rows:
         extras["weights"] = torch.as_tensor(np.asarray(rows["weight"], dtype=np.float32))
-    if "mismatched_input_ids" in rows:
-        extras[MISMATCHED] = layout_sequences(
-            list(rows["mismatched_input_ids"]), rows["mismatched_prompt_length"], pad_token_id,
-            packed)
-    for key in (REFERENCE, REFERENCE_MISMATCHED):
-        if key in rows:
-            extras[key] = _floats(rows[key])
-    return sequences, extras
+    reference = [_floats(rows[key]) for key in (REFERENCE, REFERENCE_MISMATCHED) if key in rows]
+    if "mismatched_input_ids" not in rows:
+        if reference:
+            extras[REFERENCE] = reference[0]
+        return layout_sequences(sequences, prompt_lengths, pad_token_id, layout), extras
+    mismatched = list(rows["mismatched_input_ids"])
+    mismatched_prompts = rows["mismatched_prompt_length"]
+    if Layout(layout) is Layout.SHARED:
+        extras[ROWS] = len(sequences)
+        if reference:
+            extras[REFERENCE] = torch.cat(reference)
+        batch = layout_sequences(sequences + mismatched,
+                                 np.concatenate([prompt_lengths, mismatched_prompts]),
+                                 pad_token_id, layout)
+        return batch, extras
+    extras[MISMATCHED] = layout_sequences(mismatched, mismatched_prompts, pad_token_id, layout)
+    if reference:
+        extras[REFERENCE] = reference[0]
+        extras[REFERENCE_MISMATCHED] = reference[1]
+    return layout_sequences(sequences, prompt_lengths, pad_token_id, layout), extras
 
 
 def _floats(values: np.ndarray) -> torch.Tensor:
@@ -154,7 +86,8 @@ def _assemble_binary(policy_logps, reference_logps, lengths, extras) -> BinaryLo
     )
 
 
-def _collate_paired(rows: dict[str, np.ndarray], pad_token_id: int, packed: bool = False):
+def _collate_paired(rows: dict[str, np.ndarray], pad_token_id: int,
+                    layout: Layout = Layout.PADDED):
     # Chosen rows first, then rejected rows: one forward pass scores both.
     sequences = list(rows["chosen_input_ids"]) + list(rows["rejected_input_ids"])
     prompt_lengths = np.concatenate([rows["prompt_length"], rows["prompt_length"]])
@@ -162,7 +95,7 @@ def _collate_paired(rows: dict[str, np.ndarray], pad_token_id: int, packed: bool
     if "reference_chosen_logps" in rows:
         extras[REFERENCE] = torch.cat([_floats(rows["reference_chosen_logps"]),
                                        _floats(rows["reference_rejected_logps"])])
-    return layout_sequences(sequences, prompt_lengths, pad_token_id, packed), extras
+    return layout_sequences(sequences, prompt_lengths, pad_token_id, layout), extras
 
 
 def _assemble_paired(policy_logps, reference_logps, lengths, extras) -> PreferenceLogps:

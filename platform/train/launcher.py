@@ -236,7 +236,7 @@ def precompute_reference(config: RunConfig, stream, summary, shape, policy_path:
         plan=ref.plan_scoring(ray.cluster_resources(), use_gpu),
         trust_remote_code=config.model.trust_remote_code,
         attn_implementation=config.model.attn_implementation,
-        padding_free=config.train.padding_free)
+        layout=config.train.layout)
 
 
 def _log_setup(tracker, config: RunConfig, summary, resources: Resources, steps: int,

@@ -27,15 +27,10 @@ from platform.models.loading import attention_implementation, load_causal_lm
 from platform.tracking import MetricLogger
 from platform.train import checkpointing
 from platform.train import engine as ds
-from platform.train.batches import (
-    ADAPTERS,
-    MISMATCHED,
-    REFERENCE,
-    REFERENCE_MISMATCHED,
-    SequenceBatch,
-)
+from platform.train.batches import ADAPTERS, MISMATCHED, REFERENCE, REFERENCE_MISMATCHED, ROWS
+from platform.train.layout import SequenceBatch
 from platform.train.reduce import DistributedReducer
-from platform.train.scoring import TokenScorer, completion_logps, probe
+from platform.train.scoring import TokenScorer, choose_layout, completion_logps, probe
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +122,20 @@ class WorkerTrainer:
         engine, scheduler = ds.initialize_policy(
             TokenScorer(policy, found.output_where_scored), ds_config, schedule)
 
-        reference = None
-        packed_rows = found.packed_rows
+        reference, probed = None, [found]
         # Precomputed log-probs travel with the rows: no worker holds a reference then.
         if self.objective.needs_reference and model.reference_logps == "live":
             reference = load_causal_lm(self.job.reference_path, model.trust_remote_code,
                                        attention)
-            reference_found = probe(reference)
-            packed_rows = packed_rows and reference_found.packed_rows
-            reference = TokenScorer(reference, reference_found.output_where_scored)
+            probed.append(probe(reference))
+            reference = TokenScorer(reference, probed[-1].output_where_scored)
             if reference_partitioned(self.config):
                 reference = ds.initialize_reference(reference, ds_config)
             else:
                 dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
                 reference = reference.to(self.device, dtype).eval().requires_grad_(False)
-        self.packed = self.config.train.padding_free and packed_rows
+        self.layout = choose_layout(self.config.train.layout, *probed)
+        logger.info("sequence layout: %s", self.layout.value)
         return engine, scheduler, reference
 
     def restore(self, checkpoint) -> None:
@@ -225,13 +219,20 @@ class WorkerTrainer:
         logger.info("checkpoint at step %d", self.state.global_step)
 
     def _micro_step(self, rows) -> tuple[ObjectiveOutput, int]:
-        sequences, extras = self.adapter.collate(rows, self.pad_token_id, self.packed)
+        sequences, extras = self.adapter.collate(rows, self.pad_token_id, self.layout)
         sequences = sequences.to(self.device)
         policy_logps, lengths = completion_logps(self.engine, sequences)
-        precomputed = extras.pop(REFERENCE, None)
-        reference_logps = (precomputed.to(self.device) if precomputed is not None
-                           else self._reference_logps(sequences))
-        if MISMATCHED in extras:
+        reference_logps = self._reference_logps(sequences, extras.pop(REFERENCE, None))
+        num_tokens = sequences.num_tokens
+        if ROWS in extras:  # mismatched pairs scored in the same pass, after the rows
+            rows_count = extras.pop(ROWS)
+            num_tokens = int(sequences.sequence_lengths[:rows_count].sum())
+            extras["policy_mismatched_logps"] = policy_logps[rows_count:].detach()
+            extras["reference_mismatched_logps"] = (
+                None if reference_logps is None else reference_logps[rows_count:])
+            policy_logps, lengths = policy_logps[:rows_count], lengths[:rows_count]
+            reference_logps = None if reference_logps is None else reference_logps[:rows_count]
+        elif MISMATCHED in extras:
             extras.update(self._mismatched_logps(extras.pop(MISMATCHED).to(self.device),
                                                  extras.pop(REFERENCE_MISMATCHED, None)))
 
@@ -241,19 +242,21 @@ class WorkerTrainer:
         # DeepSpeed averages gradients over workers, so scale back by the world size.
         self.engine.backward(output.loss * self.reducer.world_size)
         self.engine.step()
-        return output, sequences.num_tokens
+        return output, num_tokens
 
     def _mismatched_logps(self, sequences: SequenceBatch,
                           precomputed: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """Both models on mismatched pairs; no gradient (KTO's reference point is detached)."""
         with torch.no_grad():
             policy_logps, _ = completion_logps(self.engine, sequences)
-        reference_logps = (precomputed.to(self.device) if precomputed is not None
-                           else self._reference_logps(sequences))
         return {"policy_mismatched_logps": policy_logps,
-                "reference_mismatched_logps": reference_logps}
+                "reference_mismatched_logps": self._reference_logps(sequences, precomputed)}
 
-    def _reference_logps(self, sequences: SequenceBatch) -> torch.Tensor | None:
+    def _reference_logps(self, sequences: SequenceBatch,
+                         precomputed: torch.Tensor | None) -> torch.Tensor | None:
+        """The reference's log-probs: precomputed ones travel with the rows."""
+        if precomputed is not None:
+            return precomputed.to(self.device)
         if self.reference is None:
             return None
         with torch.no_grad():

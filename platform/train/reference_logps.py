@@ -87,12 +87,12 @@ class ReferenceScorer:
 
     def __init__(self, reference_path: str, shape: DataShape, pad_token_id: int,
                  bf16: bool, use_gpu: bool, threads: int, trust_remote_code: bool,
-                 attn_implementation: str = "auto", padding_free: bool = True) -> None:
+                 attn_implementation: str = "auto", layout: str = "auto") -> None:
         import torch
 
         from platform.models.loading import attention_implementation, load_causal_lm
         from platform.train.batches import ADAPTERS
-        from platform.train.scoring import TokenScorer, probe
+        from platform.train.scoring import TokenScorer, choose_layout, probe
 
         torch.set_num_threads(threads)
         self.device = torch.device("cuda" if use_gpu else "cpu")
@@ -102,25 +102,29 @@ class ReferenceScorer:
         found = probe(causal_lm)
         self.model = TokenScorer(causal_lm, found.output_where_scored).to(self.device, dtype)
         self.model.eval().requires_grad_(False)
-        self.packed = padding_free and found.packed_rows
+        self.layout = choose_layout(layout, found)
         self.shape, self.pad_token_id = shape, pad_token_id
         self.collate = ADAPTERS[shape].collate
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import torch
 
-        from platform.train.batches import MISMATCHED
+        from platform.train.batches import MISMATCHED, ROWS
         from platform.train.scoring import completion_logps
 
         rows = {name: batch.column(name).to_numpy(zero_copy_only=False)
                 for name in batch.column_names}
-        sequences, extras = self.collate(rows, self.pad_token_id, self.packed)
+        sequences, extras = self.collate(rows, self.pad_token_id, self.layout)
         with torch.no_grad():
             logps, _ = completion_logps(self.model, sequences.to(self.device))
             scores = logps.float().cpu().numpy()
             if self.shape == DataShape.PAIRED:
                 chosen, rejected = np.split(scores, 2)
                 return _append(batch, {CHOSEN_REFERENCE: chosen, REJECTED_REFERENCE: rejected})
+            if ROWS in extras:  # mismatched pairs scored in the same pass, after the rows
+                count = extras[ROWS]
+                return _append(batch, {BINARY_REFERENCE: scores[:count],
+                                       MISMATCHED_REFERENCE: scores[count:]})
             columns = {BINARY_REFERENCE: scores}
             if MISMATCHED in extras:
                 other, _ = completion_logps(self.model, extras[MISMATCHED].to(self.device))
@@ -166,7 +170,7 @@ class Precomputed:
 def cached_stream(stream, key: CacheKey, cache_dir: Path, rows: int, *, reference_path: str,
                   shape: DataShape, pad_token_id: int, batch_size: int, plan: ScoringPlan,
                   trust_remote_code: bool, attn_implementation: str = "auto",
-                  padding_free: bool = True) -> Precomputed:
+                  layout: str = "auto") -> Precomputed:
     """The stream with reference log-probs, from the cache or from a new scoring pass."""
     import ray.data
 
@@ -185,7 +189,7 @@ def cached_stream(stream, key: CacheKey, cache_dir: Path, rows: int, *, referenc
                 "reference_path": reference_path, "shape": shape,
                 "pad_token_id": pad_token_id, "bf16": key.bf16, "use_gpu": plan.use_gpu,
                 "threads": plan.threads, "trust_remote_code": trust_remote_code,
-                "attn_implementation": attn_implementation, "padding_free": padding_free},
+                "attn_implementation": attn_implementation, "layout": layout},
             concurrency=plan.actors, num_cpus=plan.cpus_per_actor,
             num_gpus=1 if plan.use_gpu else 0)
         files = _write(scored, folder, key, rows)

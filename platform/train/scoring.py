@@ -7,10 +7,11 @@ forward FLOPs of SmolLM2-135M, two fifths of the tiny recipe's model), so
 :class:`TokenScorer` runs the decoder, gathers the hidden states of the scored positions
 and applies the output layer to those alone.
 
-That shortcut, and packed (padding-free) rows, hold for a model only if its logits are
-``output_layer(last_hidden_state)`` and it reads sequence boundaries from restarting
-position ids. :func:`probe` checks both on the loaded model against its own plain forward
-pass; a model that fails is scored through its full forward pass, or padded, with a warning.
+That shortcut and the compact layouts (``platform.train.layout``) hold for a model only if
+its logits are ``output_layer(last_hidden_state)``, it reads sequence boundaries from
+restarting position ids (packed rows) and it takes a 4-D attention mask (shared prompts).
+:func:`probe` checks each on the loaded model against its own plain forward pass of padded
+rows; :func:`choose_layout` then picks the most compact layout the model passed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from platform.train.batches import SequenceBatch, layout_sequences
+from platform.train.layout import Layout, SequenceBatch, layout_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class TokenScorer(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor,
                 attention_mask: torch.Tensor | None, target_index: torch.Tensor,
                 target_ids: torch.Tensor) -> torch.Tensor:
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = self._custom_mask(attention_mask)
         inputs = {"input_ids": input_ids, "position_ids": position_ids,
                   "attention_mask": attention_mask, "use_cache": False}
         if self.output_where_scored:
@@ -57,6 +60,17 @@ class TokenScorer(torch.nn.Module):
         logits = logits.float()  # fp32 for a stable log-softmax
         target_logits = logits.gather(-1, target_ids.unsqueeze(-1)).squeeze(-1)  # (T,)
         return target_logits - logits.logsumexp(dim=-1)
+
+    def _custom_mask(self, visible: torch.Tensor) -> torch.Tensor:
+        """A 4-D boolean mask (True: may attend) in the form the attention kernel takes."""
+        kernel = getattr(self.causal_lm.config, "_attn_implementation", None)
+        if kernel == "sdpa":
+            return visible
+        if kernel == "eager":  # additive: 0 where visible, the dtype's minimum elsewhere
+            dtype = self.causal_lm.get_output_embeddings().weight.dtype
+            blocked = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+            return blocked.masked_fill(~visible, torch.finfo(dtype).min)
+        raise NotImplementedError(f"a 4-D attention mask for the {kernel} kernel")
 
 
 def completion_logps(scorer: torch.nn.Module,
@@ -80,36 +94,55 @@ class Capabilities:
 
     output_where_scored: bool  # logits == output layer applied to the last hidden state
     packed_rows: bool  # restarting position ids separate packed sequences
+    shared_prompts: bool  # a 4-D mask lets completions share one copy of their prompt
 
 
 def probe(causal_lm: torch.nn.Module, seed: int = 0) -> Capabilities:
     """Scores a few random sequences padded and full (the model's own forward), then with
-    the output layer where scored and in packed rows, and compares."""
+    the output layer where scored, in packed rows and with shared prompts, and compares."""
     vocab = causal_lm.get_output_embeddings().weight.shape[0]
     generator = np.random.default_rng(seed)
-    # Rows of 10 when packed: [10], [6 | 4], [3]; the middle row holds two sequences.
-    lengths, prompt_lengths = [10, 6, 4, 3], np.array([4, 2, 3, 1])
+    # Packed rows of 10: [10], [6 | 4], [3]; sequences 1 and 4 share their 2-token prompt.
+    lengths, prompt_lengths = [10, 6, 4, 3, 5], np.array([4, 2, 3, 1, 2])
     sequences = [generator.integers(3, vocab, size=n) for n in lengths]
-    padded = layout_sequences(sequences, prompt_lengths, pad_token_id=0, packed=False)
-    packed = layout_sequences(sequences, prompt_lengths, pad_token_id=0, packed=True)
+    sequences[4][:2] = sequences[1][:2]
+    layouts = {layout: layout_sequences(sequences, prompt_lengths, 0, layout)
+               for layout in Layout}
 
     was_training = causal_lm.training
     causal_lm.eval()
     try:
         with torch.no_grad():
-            expected = _token_logps(causal_lm, padded, fast=False)
-            fast = _close(_token_logps(causal_lm, padded, fast=True), expected)
-            in_packed = _close(_token_logps(causal_lm, packed, fast=fast), expected)
+            expected = _token_logps(causal_lm, layouts[Layout.PADDED], fast=False)
+            fast = _close(_token_logps(causal_lm, layouts[Layout.PADDED], fast=True), expected)
+            found = {layout: _close(_token_logps(causal_lm, layouts[layout], fast), expected)
+                     for layout in (Layout.PACKED, Layout.SHARED)}
     finally:
         causal_lm.train(was_training)
-    name = type(causal_lm).__name__
     if not fast:
         logger.warning("%s: its logits are not its output layer applied to the last hidden "
-                       "state; scoring through its full forward pass (slower)", name)
-    if not in_packed:
-        logger.warning("%s does not separate packed sequences by position ids; its rows "
-                       "are padded instead (train.padding_free has no effect)", name)
-    return Capabilities(output_where_scored=fast, packed_rows=in_packed)
+                       "state; scoring through its full forward pass (slower)",
+                       type(causal_lm).__name__)
+    return Capabilities(output_where_scored=fast, packed_rows=found[Layout.PACKED],
+                        shared_prompts=found[Layout.SHARED])
+
+
+def choose_layout(requested: str, *found: Capabilities) -> Layout:
+    """The layout of a run (``train.layout``) for the models in ``found``: ``auto`` takes
+    the most compact that every model passed; a requested one they did not pass falls
+    back, with a warning."""
+    supported = [Layout.PADDED]
+    if all(f.packed_rows for f in found):
+        supported.append(Layout.PACKED)
+        if all(f.shared_prompts for f in found):
+            supported.append(Layout.SHARED)
+    if requested == "auto":
+        return supported[-1]
+    if Layout(requested) not in supported:
+        logger.warning("train.layout=%s: the model does not support it (its probe fails); "
+                       "using %s", requested, supported[-1].value)
+        return supported[-1]
+    return Layout(requested)
 
 
 def _token_logps(causal_lm: torch.nn.Module, batch: SequenceBatch,

@@ -29,6 +29,7 @@ def test_one_step_per_system_reports_throughput_memory_and_utilisation(tmp_path)
         assert record["exit_code"] == 0, record.get("error")
         assert len(record["step_tokens_per_s"]) == 1 and record["tokens_per_s"] > 0
         assert record["peak_rss_gib"] > 0.1 and record["matmul_flops_per_s"] > 1e8
+        assert 0.05 < record["peak_pss_gib"] <= record["peak_rss_gib"]
         assert record["step_loss"] and record["step_loss"][0] == pytest.approx(0.6931, abs=1e-3)
     (row,) = report.summarize(records)
     assert row["ratio"]["tokens_per_s"] > 0

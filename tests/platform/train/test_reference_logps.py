@@ -122,7 +122,7 @@ def test_the_scorer_matches_the_live_reference_row_for_row(tiny_model_path):
     scored = scorer(rows)
     model = TokenScorer(load_causal_lm(tiny_model_path, False)).eval()
     numpy_rows = {n: rows.column(n).to_numpy(zero_copy_only=False) for n in rows.column_names}
-    sequences, extras = ADAPTERS[DataShape.BINARY].collate(numpy_rows, 0, True)
+    sequences, extras = ADAPTERS[DataShape.BINARY].collate(numpy_rows, 0, "packed")
     with torch.no_grad():
         expected, _ = completion_logps(model, sequences)
         mismatched, _ = completion_logps(model, extras["mismatched"])
