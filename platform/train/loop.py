@@ -117,7 +117,8 @@ class WorkerTrainer:
         if model.gradient_checkpointing:
             policy.gradient_checkpointing_enable()
             policy.config.use_cache = False
-        found = probe(policy)
+        bf16 = ds_config["bf16"]["enabled"]
+        found = probe(policy, self.device, bf16)
         schedule = ds.lr_factor(self.config.train, self.job.total_steps)
         engine, scheduler = ds.initialize_policy(
             TokenScorer(policy, found.output_where_scored), ds_config, schedule)
@@ -127,13 +128,12 @@ class WorkerTrainer:
         if self.objective.needs_reference and model.reference_logps == "live":
             reference = load_causal_lm(self.job.reference_path, model.trust_remote_code,
                                        attention)
-            probed.append(probe(reference))
+            probed.append(probe(reference, self.device, bf16))
             reference = TokenScorer(reference, probed[-1].output_where_scored)
             if reference_partitioned(self.config):
                 reference = ds.initialize_reference(reference, ds_config)
             else:
-                dtype = torch.bfloat16 if ds_config["bf16"]["enabled"] else torch.float32
-                reference = reference.to(self.device, dtype).eval().requires_grad_(False)
+                reference = reference.eval().requires_grad_(False)  # on device, by probe
         self.layout = choose_layout(self.config.train.layout, *probed)
         logger.info("sequence layout: %s", self.layout.value)
         return engine, scheduler, reference

@@ -99,7 +99,7 @@ class ReferenceScorer:
         dtype = torch.bfloat16 if bf16 else torch.float32
         attention = attention_implementation(attn_implementation, use_gpu, bf16)
         causal_lm = load_causal_lm(reference_path, trust_remote_code, attention)
-        found = probe(causal_lm)
+        found = probe(causal_lm, self.device, bf16)
         self.model = TokenScorer(causal_lm, found.output_where_scored).to(self.device, dtype)
         self.model.eval().requires_grad_(False)
         self.layout = choose_layout(layout, found)

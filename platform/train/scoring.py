@@ -26,9 +26,9 @@ from platform.train.layout import Layout, SequenceBatch, layout_sequences
 
 logger = logging.getLogger(__name__)
 
-# Largest difference of a token's log-prob between two exact computations in fp32 (packed
-# rows and a gathered output layer reorder float sums); a wrong path differs by whole nats.
-_PROBE_TOLERANCE = 1e-3
+# Largest difference of a token's log-prob between two exact computations (packed rows and
+# a gathered output layer reorder float sums): fp32, bf16. A wrong path differs by nats.
+_PROBE_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 0.15}
 
 
 class TokenScorer(torch.nn.Module):
@@ -97,29 +97,42 @@ class Capabilities:
     shared_prompts: bool  # a 4-D mask lets completions share one copy of their prompt
 
 
-def probe(causal_lm: torch.nn.Module, seed: int = 0) -> Capabilities:
+def probe(causal_lm: torch.nn.Module, device: torch.device | None = None,
+          bf16: bool = False, seed: int = 0) -> Capabilities:
     """Scores a few random sequences padded and full (the model's own forward), then with
-    the output layer where scored, in packed rows and with shared prompts, and compares."""
+    the output layer where scored, in packed rows and with shared prompts, and compares.
+
+    It runs where and how the run will (``device``, bf16), since a kernel may only exist
+    there (FlashAttention-2 on a GPU, in bf16); the model is left on that device.
+    """
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    causal_lm.to(device or torch.device("cpu"), dtype)
     vocab = causal_lm.get_output_embeddings().weight.shape[0]
     generator = np.random.default_rng(seed)
     # Packed rows of 10: [10], [6 | 4], [3]; sequences 1 and 4 share their 2-token prompt.
     lengths, prompt_lengths = [10, 6, 4, 3, 5], np.array([4, 2, 3, 1, 2])
     sequences = [generator.integers(3, vocab, size=n) for n in lengths]
     sequences[4][:2] = sequences[1][:2]
-    layouts = {layout: layout_sequences(sequences, prompt_lengths, 0, layout)
-               for layout in Layout}
+    layouts = {layout: layout_sequences(sequences, prompt_lengths, 0, layout).to(
+        causal_lm.device) for layout in Layout}
 
     was_training = causal_lm.training
     causal_lm.eval()
     try:
         with torch.no_grad():
             expected = _token_logps(causal_lm, layouts[Layout.PADDED], fast=False)
-            fast = _close(_token_logps(causal_lm, layouts[Layout.PADDED], fast=True), expected)
-            found = {layout: _close(_token_logps(causal_lm, layouts[layout], fast), expected)
+            fast = _close(_token_logps(causal_lm, layouts[Layout.PADDED], fast=True), expected,
+                          dtype)
+            found = {layout: _close(_token_logps(causal_lm, layouts[layout], fast), expected,
+                                    dtype)
                      for layout in (Layout.PACKED, Layout.SHARED)}
     finally:
         causal_lm.train(was_training)
-    if not fast:
+    if expected is None:
+        logger.warning("%s: the layout check could not run the model (the debug log says "
+                       "why); scoring padded rows through its full forward pass",
+                       type(causal_lm).__name__)
+    elif not fast:
         logger.warning("%s: its logits are not its output layer applied to the last hidden "
                        "state; scoring through its full forward pass (slower)",
                        type(causal_lm).__name__)
@@ -158,7 +171,8 @@ def _token_logps(causal_lm: torch.nn.Module, batch: SequenceBatch,
         return None
 
 
-def _close(value: torch.Tensor | None, expected: torch.Tensor | None) -> bool:
+def _close(value: torch.Tensor | None, expected: torch.Tensor | None,
+           dtype: torch.dtype) -> bool:
     if value is None or expected is None or value.shape != expected.shape:
         return False
-    return bool((value - expected).abs().max() <= _PROBE_TOLERANCE)
+    return bool((value - expected).abs().max() <= _PROBE_TOLERANCE[dtype])
