@@ -26,7 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from bench.run_wall_time import REPO, RESULTS, tree_rss
+from bench.process_tree import tree_rss
+from bench.run_wall_time import REPO, RESULTS
 
 BAD_EVERY = 10_000  # one malformed row (a string label) per this many rows
 

@@ -14,66 +14,23 @@ import argparse
 import json
 import subprocess
 import sys
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
+from bench.process_tree import measured
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
-def tree_rss(root: psutil.Process) -> int:
-    total = 0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            total += process.memory_info().rss
-        except psutil.Error:  # a process that ended between listing and reading
-            continue
-    return total
-
-
-def tree_pss(root: psutil.Process) -> int:
-    """Proportional set size of the tree: each shared page is split among the processes
-    that map it, so pages shared by Ray's workers and its object store count once."""
-    total = 0
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            total += process.memory_full_info().pss
-        except (psutil.Error, AttributeError):  # ended, or no PSS on this system
-            continue
-    return total
-
-
 def run(words: list[str]) -> dict:
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "platform.run", *words], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        root = psutil.Process(child.pid)
-        while not stop.is_set():
-            try:
-                peak = max(peak, tree_rss(root))
-            except psutil.Error:
-                return
-            stop.wait(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = child.communicate()[0]
-    stop.set()
-    sampler.join()
+    done = measured([sys.executable, "-m", "platform.run", *words], REPO)
+    output = done.pop("output")
     run_id = next((line.split(":", 1)[1].strip() for line in output.splitlines()
                    if line.startswith("MLflow run id:")), None)
-    return {"words": words, "exit_code": child.returncode, "wall_s": round(
-        time.perf_counter() - started, 1), "peak_rss_gib": round(peak / 2**30, 2),
-            "mlflow_run_id": run_id, "tail": output.splitlines()[-3:]}
+    return {"words": words, **done, "mlflow_run_id": run_id, "tail": output.splitlines()[-3:]}
 
 
 def main() -> int:

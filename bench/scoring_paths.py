@@ -46,13 +46,7 @@ def tokenized_rows(model_path: str, data: str, count: int) -> list[tuple[np.ndar
     """(token ids, prompt length) of the first ``count`` sequences of ``data``: a binary
     row gives one, a pair two in a row (chosen, rejected)."""
     from platform.data.synthetic import materialize_builtin_dataset
-    from platform.data.tokenize import (
-        LengthLimits,
-        encode_texts,
-        fit_lengths,
-        load_tokenizer,
-        render,
-    )
+    from platform.data.tokenize import LengthLimits, encode_example, load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
     limits = LengthLimits(max_length=2048, max_prompt_length=1536, max_completion_length=512)
@@ -63,10 +57,8 @@ def tokenized_rows(model_path: str, data: str, count: int) -> list[tuple[np.ndar
         for name in ("completion", "chosen", "rejected"):
             if name not in row:
                 continue
-            prompt_text, completion_text = render(tokenizer, row["prompt"], row[name])
-            prompt_ids, completion_ids = encode_texts(tokenizer, [prompt_text, completion_text])
-            prompt_ids, completion_ids, _, _ = fit_lengths(prompt_ids, completion_ids, limits)
-            rows.append((np.asarray(prompt_ids + completion_ids), len(prompt_ids)))
+            ids, prompt_length = encode_example(tokenizer, row["prompt"], row[name], limits)
+            rows.append((np.asarray(ids), prompt_length))
         if len(rows) >= count:
             return rows[:count]
     return rows

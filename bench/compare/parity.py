@@ -162,13 +162,7 @@ def _ema(previous: float | None, values: list[float], decay: float) -> float | N
 def platform_ids_match(objective: str, rows: list[dict], batches: list[dict],
                        model_path: str, setting: settings.Setting) -> bool:
     """Whether the platform's own tokenization gives the token ids TRL built."""
-    from platform.data.tokenize import (
-        LengthLimits,
-        encode_texts,
-        fit_lengths,
-        load_tokenizer,
-        render,
-    )
+    from platform.data.tokenize import LengthLimits, encode_example, load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
     limits = LengthLimits(setting.max_length, setting.max_prompt_length,
@@ -177,10 +171,8 @@ def platform_ids_match(objective: str, rows: list[dict], batches: list[dict],
     for row in rows:
         prompt = row["prompt"][0]["content"]
         for name in ("chosen", "rejected") if objective == "dpo" else ("completion",):
-            prompt_text, completion_text = render(tokenizer, prompt, row[name][0]["content"])
-            prompt_ids, completion_ids = encode_texts(tokenizer, [prompt_text, completion_text])
-            prompt_ids, completion_ids, _, _ = fit_lengths(prompt_ids, completion_ids, limits)
-            ours.append([prompt_ids + completion_ids, len(prompt_ids)])
+            ours.append(list(encode_example(tokenizer, prompt, row[name][0]["content"],
+                                            limits)))
     theirs = [list(pair) for batch in batches for pair in batch["sequences"]]
     return ours == theirs
 

@@ -10,33 +10,25 @@ Both systems are measured by the same rules, so that their ratio means something
   loop without its start-up.
 - ``wall_s``: the whole command, start to exit (the platform's includes starting a local Ray
   cluster, the data pass, and saving and logging the model).
-- ``peak_rss_gib``: the largest sum of resident set sizes over the command's whole process
-  tree (driver, Ray daemons and workers for the platform; the one Python process for TRL),
-  sampled twice a second. Shared pages count once per process that maps them.
-- ``peak_pss_gib``: the same with proportional set sizes (a shared page split among the
-  processes that map it): the tree's real share of the machine's memory. Reading it costs
-  tens of milliseconds of CPU per sample, so it is sampled every 5 s only (a peak between
-  samples can be missed; steady training holds its memory).
+- ``peak_rss_gib``, ``peak_pss_gib``: the peak resident and proportional set sizes of the
+  command's whole process tree (driver, Ray daemons and workers for the platform; the one
+  Python process for TRL), as ``bench/process_tree.py`` samples them.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import psutil
 
+from bench import process_tree
 from bench.compare import settings
-from bench.run_wall_time import tree_pss, tree_rss
 
 logger = logging.getLogger(__name__)
 
@@ -46,42 +38,12 @@ _PLATFORM_STEP_KEYS = {"loss": "train/loss", "rewards_up": "rewards/up",
 
 
 def measured(command: list[str], cwd: Path, timeout_s: float) -> dict:
-    """Runs ``command``; returns its exit code, output tail, wall time and peak tree RSS."""
+    """Runs ``command`` as a user would (``bench/process_tree.py`` measures it)."""
     # Each run starts its own local Ray cluster, as a user's command does, even when the
     # calling process is attached to one.
     environment = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     environment.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=environment)
-    peak, peak_pss, stop = 0, 0, threading.Event()
-
-    def sample() -> None:
-        nonlocal peak, peak_pss
-        root = psutil.Process(child.pid)
-        for count in itertools.count():
-            if stop.is_set():
-                return
-            try:
-                peak = max(peak, tree_rss(root))
-                if count % 10 == 0:
-                    peak_pss = max(peak_pss, tree_pss(root))
-            except psutil.Error:
-                return
-            stop.wait(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        output = child.communicate(timeout=timeout_s)[0]
-    except subprocess.TimeoutExpired:
-        child.kill()
-        output = child.communicate()[0] + f"\n(killed after {timeout_s:.0f} s)"
-    stop.set()
-    sampler.join()
-    return {"exit_code": child.returncode, "output": output,
-            "wall_s": round(time.perf_counter() - started, 1),
-            "peak_rss_gib": round(peak / 2**30, 3), "peak_pss_gib": round(peak_pss / 2**30, 3)}
+    return process_tree.measured(command, cwd, timeout_s, environment)
 
 
 def run_platform(setting: settings.Setting, num_workers: int, timeout_s: float) -> dict:

@@ -142,6 +142,16 @@ def encode_batch(batch: pa.Table, tokenizer_path: str, limits: LengthLimits) -> 
     return batch
 
 
+def encode_example(tokenizer: object, prompt: Prompt, completion: str,
+                   limits: LengthLimits) -> tuple[list[int], int]:
+    """One example as the pipeline makes it: (prompt + completion token ids, prompt length),
+    rendered with the chat template and truncated to ``limits``."""
+    prompt_text, completion_text = render(tokenizer, prompt, completion)
+    prompt_ids, completion_ids = encode_texts(tokenizer, [prompt_text, completion_text])
+    prompt_ids, completion_ids, _, _ = fit_lengths(prompt_ids, completion_ids, limits)
+    return prompt_ids + completion_ids, len(prompt_ids)
+
+
 def encode_texts(tokenizer: object, texts: list[str]) -> list[list[int]]:
     """Token ids of many texts in one call, without special tokens."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
