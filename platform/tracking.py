@@ -92,7 +92,9 @@ class MetricLogger:
     def __init__(self, uri: str, run_id: str, spill_path: Path | None = None) -> None:
         self._client = MlflowClient(uri)
         self._run_id = run_id
-        self._logged_through = 0  # steps up to this one are in the run already
+        # Steps up to this one are in the run already: none yet, so step 0 (the data
+        # counts logged before training) goes out too.
+        self._logged_through = -1
         spill = spill_path or Path.cwd() / f"unsent_metrics_{run_id}.jsonl"
         self._sender = MetricSender(self._client, run_id, spill)
 

@@ -173,7 +173,8 @@ def _train(config: RunConfig, uri: str, handle, policy_path: str,
     if precomputed is not None:
         setup_logger.set_tag("reference_logps.cache", "hit" if precomputed.cache_hit else "miss")
         setup_logger.set_tag("reference_logps.folder", str(precomputed.folder))
-        setup_logger.log({"reference/precompute_s": precomputed.seconds}, step=0)
+        if handle.resume_dir is None:  # a resumed run holds its first pass's time
+            setup_logger.log({"reference/precompute_s": precomputed.seconds}, step=0)
     setup_logger.close()
     logger.info("training %s on %d %s worker(s) (%.2f CPU each) for %d optimizer steps",
                 config.objective, resources.num_workers, "GPU" if resources.use_gpu else "CPU",

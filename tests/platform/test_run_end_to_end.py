@@ -45,6 +45,9 @@ def test_tiny_recipe_trains_bco_and_logs_to_mlflow(ray_cluster, tmp_path, mlflow
     for key in PER_STEP_KEYS:
         steps = [m.step for m in client.get_metric_history(result.run_id, key)]
         assert steps == [1, 2, 3], key
+    # The data counts go in at step 0, before training.
+    data_rows = client.get_metric_history(result.run_id, "data/input_rows")
+    assert [(m.step, m.value > 0) for m in data_rows] == [(0, True)]
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"config", "model"} <= artifacts
 

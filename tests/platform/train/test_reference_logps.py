@@ -52,6 +52,8 @@ def test_precomputed_under_zero3_gives_the_live_losses_and_fills_the_cache(
     assert _losses(uri, run_id) == pytest.approx(live_losses, abs=1e-5)
     tags = MlflowClient(uri).get_run(run_id).data.tags
     assert tags["reference_logps.cache"] == "miss"
+    (seconds,) = MlflowClient(uri).get_metric_history(run_id, "reference/precompute_s")
+    assert seconds.step == 0 and seconds.value > 0
     meta = json.loads((Path(tags["reference_logps.folder"]) / ref.META_FILE).read_text())
     assert meta["rows"] > 0 and meta["files"]
 
