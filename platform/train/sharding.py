@@ -7,6 +7,11 @@ checkpoint, must see exactly the data the interrupted run would have seen, so th
 stream is split with ``Dataset.split(equal=True)`` instead: it materialises the stream (in
 Ray's object store, which spills to disk) and cuts it into equal, contiguous shards in the
 stream's seeded order. Re-executing the pipeline reproduces every shard exactly.
+
+Progress goes to the job log as plain lines: the split (one pass of the whole pipeline) logs
+Ray Data's periodic summaries instead of terminal progress bars, which a Ray actor's log
+turns into thousands of lines, and each worker's per-epoch read of its materialised shard
+runs without progress output.
 """
 
 from __future__ import annotations
@@ -21,8 +26,13 @@ class DeterministicShards(DataConfig):
                   **kwargs) -> list[dict]:
         shards: list[dict] = [{} for _ in range(world_size)]
         for name, dataset in datasets.items():
+            # This actor holds its own copy of the dataset and of its DataContext.
+            dataset.context.use_ray_tqdm = False
             # equal=True drops the remainder rows so that no worker waits in a collective
             # for a worker that ran out; steps_per_epoch counts with the same rule.
             for rank, piece in enumerate(dataset.split(world_size, equal=True)):
+                # The piece holds its own copy of the stream's DataContext.
+                piece.context.enable_progress_bars = False
+                piece.context.print_on_execution_start = False
                 shards[rank][name] = piece.iterator()
         return shards
