@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from platform.data.cancellation import interrupts_deferred
 from platform.data.formats import PAIRED
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,15 @@ class LengthLimits:
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(path: str, trust_remote_code: bool = False):  # noqa: ANN201 (HF type)
-    """The tokenizer at ``path``, loaded once per process, with a pad token."""
-    from transformers import AutoTokenizer
+    """The tokenizer at ``path``, loaded once per process, with a pad token.
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    Loading imports transformers (and through it torch) on first use, often inside a Ray
+    Data task that Ray may cancel: the import runs whole (``platform.data.cancellation``).
+    """
+    with interrupts_deferred():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise ValueError(
