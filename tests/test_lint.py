@@ -27,11 +27,12 @@ def test_ruff_finds_nothing():
 
 
 def test_every_todo_names_its_issue():
-    marker = re.compile(r"\b(TODO|FIXME|XXX)\b(?!\(#\d+\))")
+    # The words are spelled as classes so that this line is no unmarked shortcoming itself.
+    marker = re.compile(r"\b(T[O]DO|F[I]XME|X[X]X)\b(?!\(#\d+\))")
     bare = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
             for path in _python_files()
             for number, line in enumerate(path.read_text().splitlines(), start=1)
-            if marker.search(line) and path != Path(__file__)]
+            if marker.search(line)]
     assert bare == [], "tie each to an issue, as TODO(#12): consequence\n" + "\n".join(bare)
 
 

@@ -26,7 +26,7 @@ class DeterministicShards(DataConfig):
                   **kwargs) -> list[dict]:
         shards: list[dict] = [{} for _ in range(world_size)]
         for name, dataset in datasets.items():
-            # This actor holds its own copy of the dataset and of its DataContext.
+            # Every dataset carries its own copy of the DataContext: no other one changes.
             dataset.context.use_ray_tqdm = False
             # equal=True drops the remainder rows so that no worker waits in a collective
             # for a worker that ran out; steps_per_epoch counts with the same rule.
